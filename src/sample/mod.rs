@@ -1,0 +1,4 @@
+//! Samplers: what the agent measures.
+
+pub mod cpu;
+pub mod health;

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
-use aws_config::meta::region::RegionProviderChain;
 use aws_types::region::Region;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -55,19 +54,13 @@ pub struct Environment {
 /// `run`, which needs AWS (or its emulator).
 pub async fn connect(config: &Config) -> Result<Environment, AgentError> {
     let http = publish::http_client();
-    let region = RegionProviderChain::first_try(
-        config
-            .identity
-            .region
-            .as_ref()
-            .map(|r| Region::new(r.0.clone())),
-    )
-    .or_default_provider();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http.clone())
-        .region(region)
-        .load()
-        .await;
+    // Without an override, the loader's own default chain (environment,
+    // profile, IMDS) finds the region, on the HTTP client given here.
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
+    if let Some(r) = &config.identity.region {
+        loader = loader.region(Region::new(r.0.clone()));
+    }
+    let sdk = loader.load().await;
     let region = sdk.region().ok_or(AgentError::NoRegion)?.to_string();
 
     let (need_instance, need_asg) = identity::needs(&config.publish.dimension_sets);

@@ -534,7 +534,8 @@ else
 	fi
 fi
 if [[ -n $new_sha ]]; then
-	printf '%s\n' "$new_sha" >"$R$CONF_HASH_PATH"
+	[[ $(cat -- "$R$CONF_HASH_PATH" 2>/dev/null) == "$new_sha" ]] ||
+		printf '%s\n' "$new_sha" >"$R$CONF_HASH_PATH"
 	rm -f -- "$R$CONF_PATH.new"
 fi
 
@@ -564,8 +565,10 @@ if $live; then
 	"$systemctl" enable cwpulse.service >/dev/null 2>&1 ||
 		die $EX_SOFTWARE "systemctl enable cwpulse.service failed"
 else
-	mkdir -p -- "$(dirname -- "$R$WANTS_PATH")"
-	ln -sfn -- "$UNIT_PATH" "$R$WANTS_PATH"
+	if [[ $(readlink -- "$R$WANTS_PATH" 2>/dev/null) != "$UNIT_PATH" ]]; then
+		mkdir -p -- "$(dirname -- "$R$WANTS_PATH")"
+		ln -sfn -- "$UNIT_PATH" "$R$WANTS_PATH"
+	fi
 fi
 log "enabled cwpulse.service"
 

@@ -338,7 +338,7 @@ if $uninstall; then
 	if $purge; then
 		for d in "$CONF_DIR" "$STATE_DIR" /var/lib/private/cwpulse; do
 			if [[ -e $R$d || -L $R$d ]]; then
-				rm -rf -- "${R:?}$d"
+				rm -rf -- "$R$d"
 				log "purged $d"
 				removed=$((removed + 1))
 			fi
@@ -451,6 +451,9 @@ fi
 new_conf=$tmp/cwpulse.toml
 if [[ -n $config_file ]]; then
 	[[ -f $config_file ]] || die $EX_NOINPUT "--config $config_file: no such file"
+	if [[ -n $health_url || $namespace != CWPulse || $high_resolution != false ]]; then
+		log "--config given: ignoring --namespace, --health-url and --high-resolution"
+	fi
 	cp -- "$config_file" "$new_conf"
 else
 	config_text >"$new_conf"
@@ -555,7 +558,7 @@ if $no_start; then
 		log "stopped cwpulse for baking"
 	fi
 	find "$R$STATE_DIR" -mindepth 1 -delete
-	rm -rf -- "${R:?}/var/lib/private/cwpulse"
+	rm -rf -- "$R/var/lib/private/cwpulse"
 	log "$STATE_DIR emptied for baking"
 fi
 

@@ -252,8 +252,8 @@ section ".deb"
 dpkg-deb -I "$deb" >"$work/deb-info.txt" 2>&1
 dpkg-deb -c "$deb" >"$work/deb-contents.txt" 2>&1
 cp "$work/deb-info.txt" "$log"
-t "dpkg-deb -I: package, arch amd64, depends only on systemd(-sysusers)" bash -c \
-	"grep -q '^ Package: cwpulse' '$work/deb-info.txt' && grep -q '^ Architecture: amd64' '$work/deb-info.txt' && grep -qx ' Depends: systemd | systemd-sysusers' '$work/deb-info.txt'"
+t "dpkg-deb -I: package, arch amd64, depends on systemd(-sysusers) and ca-certificates" bash -c \
+	"grep -q '^ Package: cwpulse' '$work/deb-info.txt' && grep -q '^ Architecture: amd64' '$work/deb-info.txt' && grep -qx ' Depends: systemd | systemd-sysusers, ca-certificates' '$work/deb-info.txt'"
 t "dpkg-deb -I: postinst, prerm, postrm, conffiles" bash -c \
 	"for f in postinst prerm postrm conffiles; do grep -qE \"^ +[0-9]+ bytes, +[0-9]+ lines +\\*? +\$f\" '$work/deb-info.txt' || { echo missing \$f; exit 1; }; done"
 cp "$work/deb-contents.txt" "$log"

@@ -1,22 +1,24 @@
 //! The daemon: sampling tasks feed one window at a time; closed windows go to
 //! the publisher task, which never blocks sampling.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
 use aws_types::region::Region;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::identity::{self, Identity};
-use crate::publish::{self, Publisher, PutError};
+use crate::publish::{self, Backoff, Publisher};
 use crate::sample::cpu::CpuSampler;
 use crate::sample::health::{CheckState, CheckTracker, ProbeResult, Prober};
 use crate::shutdown::Shutdown;
+use crate::spool::Spool;
 use crate::window::{self, Datum, HostState, Shape, Window};
 
 /// The first window closes this soon after start (or at the first period
@@ -28,9 +30,8 @@ pub const FIRST_WINDOW: Duration = Duration::from_secs(5);
 /// `TimeoutStopSec`.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
 
-/// Unsent datums kept in memory while CloudWatch is unreachable; the oldest
-/// are dropped beyond this (about a day of the default config).
-pub const MAX_PENDING_DATUMS: usize = 20_000;
+/// First wait after a failed delivery; doubles up to `publish.max_backoff`.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -38,6 +39,8 @@ pub enum AgentError {
     Cpu(#[from] crate::sample::cpu::CpuError),
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
     #[error(
         "no AWS region: set AWS_REGION, or region under [identity] in the config (on EC2 it comes from instance metadata)"
     )]
@@ -118,8 +121,12 @@ fn deadline(at: SystemTime) -> Instant {
     Instant::now() + left
 }
 
-/// Runs the agent until `shutdown`, then flushes the last window within
-/// [`SHUTDOWN_FLUSH`].
+/// Runs the agent until `shutdown`, then flushes within [`SHUTDOWN_FLUSH`].
+///
+/// Closed windows are written to the spool (durably) by this loop the moment
+/// they close; a separate task delivers the spool to CloudWatch, so a slow or
+/// absent CloudWatch never delays sampling and a crash loses at most the
+/// window being sampled.
 pub async fn run(
     config: &Config,
     proc_root: &Path,
@@ -128,6 +135,14 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let mut cpu = CpuSampler::new(proc_root);
     cpu.sample()?; // baseline; also fails early when /proc is unreadable
+    let spool = Arc::new(Spool::open(&config.spool.dir, config.spool.max_bytes)?);
+    let (backlog, _) = spool.depth();
+    if backlog > 0 {
+        info!(
+            windows = backlog,
+            "Unsent windows found in the spool; sending them first"
+        );
+    }
 
     let (probe_tx, mut probe_rx) = mpsc::channel::<(usize, ProbeResult)>(64);
     let mut trackers = Vec::new();
@@ -145,8 +160,21 @@ pub async fn run(
     }
     drop(probe_tx);
 
-    let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<Datum>>();
-    let publisher = tokio::spawn(publish_loop(env.publisher, out_rx));
+    let wake = Arc::new(Notify::new());
+    let (last_tx, last_rx) = oneshot::channel();
+    let delivery = tokio::spawn(deliver_loop(
+        spool.clone(),
+        env.publisher,
+        Backoff::new(BACKOFF_BASE, config.publish.max_backoff.get()),
+        wake.clone(),
+        last_rx,
+    ));
+    let persist = |closed: &Window| {
+        if let Err(e) = spool.append(closed.timestamp, &window::to_datums(closed, &env.shape)) {
+            error!(error = %e, "Cannot write the window to the spool; it is lost");
+        }
+        wake.notify_one();
+    };
 
     let interval = config.publish.interval.get();
     let start = SystemTime::now();
@@ -166,6 +194,7 @@ pub async fn run(
         interval = %config.publish.interval,
         checks = config.health.len(),
         dimension_sets = env.shape.dimension_sets.len(),
+        spool = %config.spool.dir.display(),
         "Sampling"
     );
     loop {
@@ -192,25 +221,33 @@ pub async fn run(
             _ = close => {
                 let now = SystemTime::now();
                 let next_ts = window::period_start(now.max(close_at), interval);
-                let closed = close_window(&mut window, next_ts, &trackers, &mut last_heartbeat);
-                let _ = out_tx.send(window::to_datums(&closed, &env.shape));
+                persist(&close_window(&mut window, next_ts, &trackers, &mut last_heartbeat));
                 close_at = window::period_end(next_ts, interval);
             }
             _ = shutdown.wait() => break,
         }
     }
 
-    // Close the partial window and give the publisher a bounded time to send
-    // what it holds.
+    // Close the partial window, then give delivery a bounded time; what it
+    // cannot send stays in the spool for the next start.
     let ts = window.timestamp;
-    let closed = close_window(&mut window, ts, &trackers, &mut last_heartbeat);
-    let _ = out_tx.send(window::to_datums(&closed, &env.shape));
-    drop(out_tx);
-    match tokio::time::timeout(SHUTDOWN_FLUSH, publisher).await {
-        Ok(_) => info!("Final window published; exiting"),
+    persist(&close_window(
+        &mut window,
+        ts,
+        &trackers,
+        &mut last_heartbeat,
+    ));
+    let _ = last_tx.send(());
+    match tokio::time::timeout(SHUTDOWN_FLUSH, delivery).await {
+        Ok(_) if spool.depth().0 == 0 => info!("Final window published; exiting"),
+        Ok(_) => warn!(
+            unsent_windows = spool.depth().0,
+            "CloudWatch did not take everything; the rest stays in the spool"
+        ),
         Err(_) => warn!(
             timeout_s = SHUTDOWN_FLUSH.as_secs(),
-            "CloudWatch did not take the final window in time; exiting without it"
+            unsent_windows = spool.depth().0,
+            "CloudWatch did not answer in time; the rest stays in the spool"
         ),
     }
     Ok(())
@@ -275,43 +312,70 @@ async fn probe_loop(
     }
 }
 
-/// Sends closed windows in order; keeps what CloudWatch did not take and
-/// retries it with the next window.
-async fn publish_loop(publisher: Publisher, mut rx: mpsc::UnboundedReceiver<Vec<Datum>>) {
-    let mut pending: VecDeque<Datum> = VecDeque::new();
-    let mut failing = false;
-    while let Some(datums) = rx.recv().await {
-        pending.extend(datums);
-        if pending.len() > MAX_PENDING_DATUMS {
-            let drop_n = pending.len() - MAX_PENDING_DATUMS;
-            pending.drain(..drop_n);
-            warn!(dropped = drop_n, "Backlog full; dropped the oldest datums");
-        }
-        let contiguous = pending.make_contiguous();
-        let (sent, result) = publisher.put_all(contiguous).await;
-        pending.drain(..sent);
-        match result {
+/// Delivers the spool to CloudWatch, oldest first, whenever a window is
+/// added or a backoff expires. After `last` fires (shutdown), makes one final
+/// pass that ignores the backoff and returns.
+async fn deliver_loop(
+    spool: Arc<Spool>,
+    publisher: Publisher,
+    mut backoff: Backoff,
+    wake: Arc<Notify>,
+    mut last: oneshot::Receiver<()>,
+) {
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let final_pass = tokio::select! {
+            biased;
+            _ = &mut last => true,
+            _ = wake.notified(), if retry_at.is_none() => false,
+            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => false,
+        };
+        retry_at = match drain(&spool, &publisher).await {
             Ok(()) => {
-                if std::mem::take(&mut failing) {
-                    info!("CloudWatch reachable again; backlog sent");
+                if backoff.failures() > 0 {
+                    info!("CloudWatch reachable again; backlog drained");
                 }
+                backoff.reset();
+                None
             }
-            Err(PutError::Rejected(reason)) => {
-                // The batch at the front was refused as invalid; sending it
-                // again cannot succeed.
-                let n = publish::batches(pending.make_contiguous())
-                    .first()
-                    .map_or(0, |b| b.len());
-                pending.drain(..n);
-                error!(%reason, dropped = n, "CloudWatch rejected datums");
-            }
-            Err(e @ PutError::Retryable(_)) => {
-                if !std::mem::replace(&mut failing, true) {
-                    warn!(error = %e, pending = pending.len(), "PutMetricData failed; keeping the data for the next attempt");
+            Err(error) => {
+                let delay = backoff.next_delay();
+                let (windows, bytes) = spool.depth();
+                if backoff.failures() == 1 {
+                    warn!(%error, unsent_windows = windows, unsent_bytes = bytes, "PutMetricData failed; windows stay in the spool");
+                } else {
+                    debug!(%error, retry_in_ms = delay.as_millis() as u64, "PutMetricData failed again");
                 }
+                Some(Instant::now() + delay)
             }
+        };
+        if final_pass {
+            return;
         }
     }
+}
+
+/// Sends batches until the spool is empty or a call fails.
+async fn drain(spool: &Spool, publisher: &Publisher) -> Result<(), String> {
+    while let Some(batch) = spool.next_batch() {
+        let d = publisher.deliver(&batch.datums).await;
+        for (i, reason) in &d.rejected {
+            let datum = &batch.datums[*i];
+            error!(
+                metric = %datum.metric_name,
+                timestamp_ms = datum.timestamp,
+                %reason,
+                "CloudWatch rejected a datum; dropped it"
+            );
+        }
+        spool.settle(&batch, d.done, d.sent, d.rejected.len());
+        if let Some(e) = d.error {
+            let msg = e.to_string();
+            spool.record_error(&msg);
+            return Err(msg);
+        }
+    }
+    Ok(())
 }
 
 /// `cwpulse once`: samples for `duration`, probes each check once, and returns

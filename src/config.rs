@@ -119,6 +119,8 @@ pub struct PublishConfig {
     pub dimension_sets: DimensionSets,
     /// Upper bound for one `PutMetricData` call, SDK retries included.
     pub timeout: Interval,
+    /// Longest wait between delivery attempts while CloudWatch fails.
+    pub max_backoff: Interval,
 }
 
 impl Default for PublishConfig {
@@ -131,6 +133,7 @@ impl Default for PublishConfig {
                 vec![DimensionKey::AutoScalingGroupName],
             ]),
             timeout: Interval(Duration::from_secs(10)),
+            max_backoff: Interval(Duration::from_secs(300)),
         }
     }
 }
@@ -338,11 +341,11 @@ impl Interval {
 impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 3_600_000 == 0 {
+        if ms.is_multiple_of(3_600_000) {
             write!(f, "{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 {
+        } else if ms.is_multiple_of(60_000) {
             write!(f, "{}m", ms / 60_000)
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")

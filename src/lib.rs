@@ -10,4 +10,5 @@ pub mod identity;
 pub mod publish;
 pub mod sample;
 pub mod shutdown;
+pub mod spool;
 pub mod window;

@@ -47,13 +47,19 @@ enum Command {
         #[arg(long, default_value = "2s", value_parser = config::parse_duration)]
         duration: Duration,
     },
+    /// Print the spool depth, the oldest unsent window, the last successful
+    /// publish and the last error (from the agent's state file).
+    Status(Common),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let common = match &cli.command {
-        Command::Run(c) | Command::Check(c) | Command::Once { common: c, .. } => c,
+        Command::Run(c)
+        | Command::Check(c)
+        | Command::Status(c)
+        | Command::Once { common: c, .. } => c,
     };
     let source = match &common.config {
         Some(p) => Source::Explicit(p.clone()),
@@ -84,6 +90,7 @@ fn main() -> ExitCode {
             print!("{}", config.to_toml());
             Ok(())
         }
+        Command::Status(_) => status(&config),
         Command::Once { common, duration } => rt.block_on(once(&config, &common, duration)),
         Command::Run(common) => rt.block_on(run(&config, &common, &path_label)),
     };
@@ -119,6 +126,54 @@ async fn once(config: &Config, common: &Common, duration: Duration) -> Result<()
         .map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&datums).map_err(|e| e.to_string())?;
     println!("{json}");
+    Ok(())
+}
+
+/// `cwpulse status`: reads the state file the running (or last) agent keeps
+/// in its spool directory; no listening port is involved.
+fn status(config: &Config) -> Result<(), String> {
+    use cwpulse::spool::{self, now_ms};
+    let dir = &config.spool.dir;
+    let st =
+        spool::read_state(dir).map_err(|e| format!("{e} (has the agent run with this config?)"))?;
+    let now = now_ms();
+    let when = |ms: Option<i64>| match ms {
+        None => "never".to_owned(),
+        Some(ms) => {
+            let t = aws_smithy_types::DateTime::from_millis(ms)
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap_or_default();
+            format!("{t} ({}s ago)", (now - ms).max(0) / 1000)
+        }
+    };
+    println!("spool:          {}", dir.display());
+    println!(
+        "unsent:         {} windows, {} bytes",
+        st.unsent_windows, st.unsent_bytes
+    );
+    println!(
+        "oldest unsent:  {}",
+        if st.oldest_unsent_ms.is_some() {
+            when(st.oldest_unsent_ms)
+        } else {
+            "-".into()
+        }
+    );
+    println!("last publish:   {}", when(st.last_success_ms));
+    match (&st.last_error, st.last_error_ms) {
+        (Some(e), ms) => println!("last error:     {} {e}", when(ms)),
+        _ => println!("last error:     none"),
+    }
+    println!("sent datums:    {}", st.sent_datums);
+    println!(
+        "dropped:        {} windows evicted (spool full), {} datums expired, {} datums rejected, {} files quarantined",
+        st.evicted_windows, st.expired_datums, st.rejected_datums, st.quarantined_files
+    );
+    println!(
+        "state updated:  {} by pid {}",
+        when(Some(st.updated_ms)),
+        st.pid
+    );
     Ok(())
 }
 

@@ -143,18 +143,49 @@ impl Publisher {
         }
     }
 
-    /// Sends all datums, in as many calls as the limits require, stopping at
-    /// the first failure. Returns how many datums were acknowledged.
-    pub async fn put_all(&self, datums: &[Datum]) -> (usize, Result<(), PutError>) {
-        let mut sent = 0;
-        for batch in batches(datums) {
-            if let Err(e) = self.put_batch(batch).await {
-                return (sent, Err(e));
+    /// Sends one batch (which must fit in one call). A validation error is
+    /// narrowed down by bisection to the datums CloudWatch refuses, so only
+    /// those are dropped. Stops at the first retryable error; everything
+    /// before it is settled, in order.
+    pub async fn deliver(&self, datums: &[Datum]) -> Delivery {
+        let mut d = Delivery::default();
+        let mut work = vec![(0usize, datums.len())];
+        while let Some((start, end)) = work.pop() {
+            match self.put_batch(&datums[start..end]).await {
+                Ok(()) => {
+                    d.done = end;
+                    d.sent += end - start;
+                }
+                Err(PutError::Rejected(reason)) if end - start == 1 => {
+                    d.done = end;
+                    d.rejected.push((start, reason));
+                }
+                Err(PutError::Rejected(_)) => {
+                    let mid = start + (end - start) / 2;
+                    // Left half first: settled datums stay a prefix.
+                    work.push((mid, end));
+                    work.push((start, mid));
+                }
+                Err(e @ PutError::Retryable(_)) => {
+                    d.error = Some(e);
+                    break;
+                }
             }
-            sent += batch.len();
         }
-        (sent, Ok(()))
+        d
     }
+}
+
+/// The outcome of [`Publisher::deliver`].
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// The first `done` datums are settled (sent or rejected).
+    pub done: usize,
+    pub sent: usize,
+    /// Index and reason of each datum CloudWatch refused.
+    pub rejected: Vec<(usize, String)>,
+    /// Why delivery stopped before the end, if it did.
+    pub error: Option<PutError>,
 }
 
 fn classify<R>(
@@ -240,5 +271,76 @@ mod tests {
             1_764_000_000_000
         );
         assert_eq!(m.dimensions()[0].value(), Some("xxx"));
+    }
+}
+
+/// Exponential backoff with jitter between delivery attempts, capped. The SDK
+/// already retried inside each call; this spaces out the calls themselves so
+/// a fleet does not hammer a recovering endpoint in step.
+#[derive(Debug)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+    seed: u64,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        Self {
+            base,
+            cap: cap.max(base),
+            attempt: 0,
+            seed: seed | 1,
+        }
+    }
+
+    /// The wait before the next attempt: uniformly in [d/2, d] where d is
+    /// base × 2^failures, capped.
+    pub fn next_delay(&mut self) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.cap);
+        self.attempt = self.attempt.saturating_add(1);
+        // xorshift64: jitter needs no cryptographic quality.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let frac = (self.seed >> 11) as f64 / (1u64 << 53) as f64;
+        exp.mul_f64(0.5 + 0.5 * frac)
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.attempt
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn grows_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        let delays: Vec<Duration> = (0..15).map(|_| b.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
+        assert!(delays[3] >= Duration::from_secs(4) && delays[3] <= Duration::from_secs(8));
+        for d in &delays[10..] {
+            assert!(
+                *d >= Duration::from_secs(150) && *d <= Duration::from_secs(300),
+                "{d:?}"
+            );
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_secs(1));
     }
 }

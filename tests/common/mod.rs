@@ -264,10 +264,19 @@ pub async fn cloudwatch() -> aws_sdk_cloudwatch::Client {
     aws_sdk_cloudwatch::Client::from_conf(conf)
 }
 
-/// Writes a config file into a temp dir and returns (dir, path).
+/// Writes a config file into a temp dir and returns (dir, path). Unless the
+/// text has its own `[spool]`, the spool goes to `<dir>/spool`, so parallel
+/// tests never share one.
 pub fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cwpulse.toml");
+    let mut text = text.to_owned();
+    if !text.contains("[spool]") {
+        text.push_str(&format!(
+            "\n[spool]\ndir = \"{}\"\n",
+            dir.path().join("spool").display()
+        ));
+    }
     std::fs::write(&path, text).unwrap();
     (dir, path)
 }

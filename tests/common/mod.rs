@@ -361,6 +361,20 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// SIGKILL: no shutdown path runs at all.
+    pub async fn kill9(&mut self) {
+        let pid = self.child.id().expect("still running") as i32;
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc_kill(pid, 9) };
+        let _ = self.child.wait().await;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("still running")
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -465,4 +479,173 @@ impl Drop for Burn {
             let _ = c.wait();
         }
     }
+}
+
+/// What the fault proxy does with new requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward to LocalStack.
+    Pass,
+    /// Answer 503 Service Unavailable.
+    Unavailable,
+    /// Answer a throttling error in the SDK's CBOR protocol.
+    Throttle,
+    /// Reset the connection as soon as the request arrives.
+    Reset,
+    /// Accept, read, never answer (a black hole).
+    Hang,
+}
+
+/// A TCP proxy in front of LocalStack that injects faults. Switching the mode
+/// also cuts every pooled pass-through connection, so the next request sees
+/// the new mode.
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    mode: tokio::sync::watch::Sender<Fault>,
+    pub forwarded: Arc<AtomicUsize>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str) -> Self {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::watch::channel(Fault::Pass);
+        let forwarded = Arc::new(AtomicUsize::new(0));
+        let fwd = forwarded.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mut rx = rx.clone();
+                let upstream = upstream.clone();
+                let fwd = fwd.clone();
+                tokio::spawn(async move {
+                    let mode = *rx.borrow_and_update();
+                    let _ = proxy_one(client, &upstream, mode, &mut rx, &fwd).await;
+                });
+            }
+        });
+        Self {
+            addr,
+            mode: tx,
+            forwarded,
+        }
+    }
+
+    pub fn set(&self, f: Fault) {
+        self.mode.send_replace(f);
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn read_request_head(sock: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(buf);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Ok(buf);
+        }
+    }
+}
+
+async fn proxy_one(
+    mut client: TcpStream,
+    upstream: &str,
+    mode: Fault,
+    rx: &mut tokio::sync::watch::Receiver<Fault>,
+    forwarded: &AtomicUsize,
+) -> std::io::Result<()> {
+    match mode {
+        Fault::Pass => {
+            let mut server = TcpStream::connect(upstream).await?;
+            forwarded.fetch_add(1, Ordering::SeqCst);
+            tokio::select! {
+                r = tokio::io::copy_bidirectional(&mut client, &mut server) => r.map(|_| ()),
+                _ = rx.changed() => Ok(()), // cut: the next request sees the new mode
+            }
+        }
+        Fault::Unavailable | Fault::Throttle => {
+            let _ = read_request_head(&mut client).await?;
+            let resp: Vec<u8> = if mode == Fault::Unavailable {
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()
+            } else {
+                // CBOR map {"__type": "Throttling", "message": "Rate exceeded"}
+                let mut body = vec![0xa2];
+                for s in ["__type", "Throttling", "message", "Rate exceeded"] {
+                    body.push(0x60 | s.len() as u8);
+                    body.extend_from_slice(s.as_bytes());
+                }
+                let mut r = format!(
+                    "HTTP/1.1 400 Bad Request\r\nsmithy-protocol: rpc-v2-cbor\r\ncontent-type: application/cbor\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&body);
+                r
+            };
+            client.write_all(&resp).await?;
+            client.shutdown().await
+        }
+        Fault::Reset => {
+            let _ = read_request_head(&mut client).await?;
+            // Linger 0 turns the close into an RST.
+            let std = client.into_std()?;
+            socket_linger_zero(&std);
+            drop(std);
+            Ok(())
+        }
+        Fault::Hang => {
+            let _ = read_request_head(&mut client).await?;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        }
+    }
+}
+
+fn socket_linger_zero(s: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Linger {
+        l_onoff: i32,
+        l_linger: i32,
+    }
+    unsafe extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, val: *const Linger, len: u32) -> i32;
+    }
+    const SOL_SOCKET: i32 = 1;
+    const SO_LINGER: i32 = 13;
+    let l = Linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid fd and a correctly sized struct linger.
+    unsafe {
+        setsockopt(
+            s.as_raw_fd(),
+            SOL_SOCKET,
+            SO_LINGER,
+            &l,
+            std::mem::size_of::<Linger>() as u32,
+        )
+    };
+}
+
+/// Resident set size of a process, in KiB, from /proc/<pid>/status.
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -5,7 +5,9 @@
 //! `shutdown` sit beside them, and `agent` wires them together.
 
 pub mod agent;
+pub mod alarms;
 pub mod config;
+pub mod cost;
 pub mod identity;
 pub mod publish;
 pub mod sample;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use cwpulse::config::{self, Config, EXIT_CONFIG, Source};
 use cwpulse::identity::{self, Identity};
-use cwpulse::{agent, publish, shutdown};
+use cwpulse::{agent, alarms, cost, publish, shutdown};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +50,47 @@ enum Command {
     /// Print the spool depth, the oldest unsent window, the last successful
     /// publish and the last error (from the agent's state file).
     Status(Common),
+    /// Plan, apply or delete the CloudWatch alarms this config implies.
+    Alarms {
+        #[command(subcommand)]
+        action: AlarmsAction,
+    },
+    /// Print the monthly CloudWatch bill this config produces.
+    Cost {
+        #[command(flatten)]
+        common: Common,
+        /// How many instances run the agent (in one Auto Scaling group).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        instances: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlarmsAction {
+    /// Print what `apply` would change; changes nothing.
+    Plan(AlarmsArgs),
+    /// Create or update the alarms; a second run changes nothing.
+    Apply(AlarmsArgs),
+    /// Delete the alarms `cwpulse alarms` made for this identity.
+    Delete(AlarmsArgs),
+}
+
+#[derive(clap::Args)]
+struct AlarmsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// SNS topic to notify on ALARM and OK (repeatable; adds to [alarms] sns_topic_arns).
+    #[arg(long = "sns-topic-arn", value_name = "ARN")]
+    sns_topic_arns: Vec<alarms::TopicArn>,
+    /// Auto Scaling group name [default: from instance metadata]
+    #[arg(long)]
+    asg: Option<String>,
+    /// Instance id [default: from instance metadata]
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// Which alarms: all, asg (shared series only) or instance (per-instance only).
+    #[arg(long, default_value = "all", value_parser = ["all", "asg", "instance"])]
+    scope: String,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +101,8 @@ fn main() -> ExitCode {
         | Command::Check(c)
         | Command::Status(c)
         | Command::Once { common: c, .. } => c,
+        Command::Alarms { action } => return alarms_main(action),
+        Command::Cost { common, instances } => return cost_main(common, *instances),
     };
     let source = match &common.config {
         Some(p) => Source::Explicit(p.clone()),
@@ -93,6 +136,7 @@ fn main() -> ExitCode {
         Command::Status(_) => status(&config),
         Command::Once { common, duration } => rt.block_on(once(&config, &common, duration)),
         Command::Run(common) => rt.block_on(run(&config, &common, &path_label)),
+        Command::Alarms { .. } | Command::Cost { .. } => unreachable!("dispatched above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -233,4 +277,79 @@ fn init_logging() {
         )
         .with(filter)
         .init();
+}
+
+/// `cwpulse alarms plan|apply|delete`. Exit codes: 0 done, 1 an AWS error or
+/// (for `apply`) alarms left alone because something else owns their names,
+/// 78 bad configuration.
+fn alarms_main(action: &AlarmsAction) -> ExitCode {
+    let (action, args) = match action {
+        AlarmsAction::Plan(a) => (alarms::Action::Plan, a),
+        AlarmsAction::Apply(a) => (alarms::Action::Apply, a),
+        AlarmsAction::Delete(a) => (alarms::Action::Delete, a),
+    };
+    let loaded = match alarms::load(&config_source(&args.common)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cwpulse: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let opts = alarms::Options {
+        sns_topic_arns: args.sns_topic_arns.clone(),
+        autoscaling_group: args.asg.clone(),
+        instance_id: args.instance_id.clone(),
+        scope: match args.scope.as_str() {
+            "asg" => alarms::Scope::Shared,
+            "instance" => alarms::Scope::Instance,
+            _ => alarms::Scope::All,
+        },
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime");
+    match rt.block_on(alarms::run(action, &loaded.config, &loaded.alarms, &opts)) {
+        Ok(outcome) => {
+            print!("{}", alarms::render(action, &outcome));
+            let conflicts = outcome
+                .changes
+                .iter()
+                .any(|c| matches!(c, alarms::Change::Conflict { .. }));
+            if conflicts && action == alarms::Action::Apply {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cwpulse cost`: arithmetic only, no AWS.
+fn cost_main(common: &Common, instances: u64) -> ExitCode {
+    let loaded = match alarms::load(&config_source(common)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cwpulse: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let label = loaded.path.as_ref().map_or_else(
+        || "the built-in defaults".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let estimate = cost::estimate(&loaded.config, &loaded.alarms, instances);
+    print!("{}", cost::render(&estimate, &label));
+    ExitCode::SUCCESS
+}
+
+fn config_source(common: &Common) -> Source {
+    match &common.config {
+        Some(p) => Source::Explicit(p.clone()),
+        None => Source::Default,
+    }
 }

@@ -267,3 +267,63 @@ async fn memory_stays_bounded_during_a_long_outage() {
         "RSS grew from {early} KiB to {peak} KiB while {windows} windows waited on disk"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_datum_is_dropped_alone_not_its_batch() {
+    let ns = namespace("poison");
+    let instance = "i-poison";
+    let proxy = FaultProxy::start(&localstack()).await;
+    proxy.set(Fault::RejectPoison);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let ts = now_ms() / 1000 * 1000 - 60_000;
+    let datum = |name: &str| cwpulse::window::Datum {
+        metric_name: name.into(),
+        dimensions: vec![],
+        timestamp: ts,
+        unit: "Count".into(),
+        value: Some(1.0),
+        statistic_values: None,
+        storage_resolution: 1,
+    };
+    let names = [
+        "Neighbour",
+        "Neighbour",
+        "Poison",
+        "Neighbour",
+        "Neighbour",
+        "Neighbour",
+    ];
+    let window: Vec<_> = names.iter().map(|n| datum(n)).collect();
+    std::fs::write(
+        spool.join(format!("0000000000000000-{ts}.win")),
+        cwpulse::spool::encode(&window),
+    )
+    .unwrap();
+
+    let (_cfg, path) = config_file(&config(&ns, instance, &spool));
+    let mut a = agent(&path, &proxy.endpoint());
+    eventually(
+        Duration::from_secs(20),
+        "the poisoned window to be settled",
+        || async { (!spool.join(format!("0000000000000000-{ts}.win")).exists()).then_some(()) },
+    )
+    .await;
+    let (code, _) = a.terminate().await;
+    assert_eq!(code, Some(0));
+    let log = a.log();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(
+        errors[0].contains("Poison") && errors[0].contains("InvalidParameterValue"),
+        "{log}"
+    );
+    // Each good neighbour was accepted exactly once.
+    let accepted = proxy.accepted.lock().unwrap();
+    let neighbours: usize = accepted
+        .iter()
+        .map(|b| b.windows(9).filter(|w| w == b"Neighbour").count())
+        .sum();
+    assert_eq!(neighbours, 5);
+}

@@ -494,6 +494,9 @@ pub enum Fault {
     Reset,
     /// Accept, read, never answer (a black hole).
     Hang,
+    /// Answer every request itself: a validation error when the body
+    /// mentions `Poison`, success otherwise (recording the accepted bodies).
+    RejectPoison,
 }
 
 /// A TCP proxy in front of LocalStack that injects faults. Switching the mode
@@ -503,6 +506,8 @@ pub struct FaultProxy {
     pub addr: SocketAddr,
     mode: tokio::sync::watch::Sender<Fault>,
     pub forwarded: Arc<AtomicUsize>,
+    /// Bodies accepted in `RejectPoison` mode.
+    pub accepted: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl FaultProxy {
@@ -515,15 +520,16 @@ impl FaultProxy {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::watch::channel(Fault::Pass);
         let forwarded = Arc::new(AtomicUsize::new(0));
-        let fwd = forwarded.clone();
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let (fwd, acc) = (forwarded.clone(), accepted.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let mut rx = rx.clone();
                 let upstream = upstream.clone();
-                let fwd = fwd.clone();
+                let (fwd, acc) = (fwd.clone(), acc.clone());
                 tokio::spawn(async move {
                     let mode = *rx.borrow_and_update();
-                    let _ = proxy_one(client, &upstream, mode, &mut rx, &fwd).await;
+                    let _ = proxy_one(client, &upstream, mode, &mut rx, &fwd, &acc).await;
                 });
             }
         });
@@ -531,6 +537,7 @@ impl FaultProxy {
             addr,
             mode: tx,
             forwarded,
+            accepted,
         }
     }
 
@@ -558,14 +565,72 @@ async fn read_request_head(sock: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     }
 }
 
+fn cbor_error(code: &str, message: &str) -> Vec<u8> {
+    let mut body = vec![0xa2];
+    for s in ["__type", code, "message", message] {
+        assert!(s.len() < 24, "short CBOR strings only");
+        body.push(0x60 | s.len() as u8);
+        body.extend_from_slice(s.as_bytes());
+    }
+    let mut r = format!(
+        "HTTP/1.1 400 Bad Request\r\nsmithy-protocol: rpc-v2-cbor\r\ncontent-type: application/cbor\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(&body);
+    r
+}
+
+/// `RejectPoison`: keep-alive request loop answering every request itself.
+async fn judge(mut client: TcpStream, accepted: &Mutex<Vec<Vec<u8>>>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = client.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let n = client.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body: Vec<u8> = buf[head_end..head_end + len].to_vec();
+        buf.drain(..head_end + len);
+        let resp = if body.windows(6).any(|w| w == b"Poison") {
+            cbor_error("InvalidParameterValue", "bad datum")
+        } else {
+            accepted.lock().unwrap().push(body);
+            b"HTTP/1.1 200 OK\r\nsmithy-protocol: rpc-v2-cbor\r\ncontent-type: application/cbor\r\ncontent-length: 1\r\n\r\n\xa0".to_vec()
+        };
+        client.write_all(&resp).await?;
+    }
+}
+
 async fn proxy_one(
     mut client: TcpStream,
     upstream: &str,
     mode: Fault,
     rx: &mut tokio::sync::watch::Receiver<Fault>,
     forwarded: &AtomicUsize,
+    accepted: &Mutex<Vec<Vec<u8>>>,
 ) -> std::io::Result<()> {
     match mode {
+        Fault::RejectPoison => judge(client, accepted).await,
         Fault::Pass => {
             let mut server = TcpStream::connect(upstream).await?;
             forwarded.fetch_add(1, Ordering::SeqCst);
@@ -579,19 +644,7 @@ async fn proxy_one(
             let resp: Vec<u8> = if mode == Fault::Unavailable {
                 b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()
             } else {
-                // CBOR map {"__type": "Throttling", "message": "Rate exceeded"}
-                let mut body = vec![0xa2];
-                for s in ["__type", "Throttling", "message", "Rate exceeded"] {
-                    body.push(0x60 | s.len() as u8);
-                    body.extend_from_slice(s.as_bytes());
-                }
-                let mut r = format!(
-                    "HTTP/1.1 400 Bad Request\r\nsmithy-protocol: rpc-v2-cbor\r\ncontent-type: application/cbor\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                )
-                .into_bytes();
-                r.extend_from_slice(&body);
-                r
+                cbor_error("Throttling", "Rate exceeded")
             };
             client.write_all(&resp).await?;
             client.shutdown().await

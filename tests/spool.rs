@@ -26,6 +26,17 @@ fn config(ns: &str, instance: &str, spool: &Path) -> String {
     )
 }
 
+fn fault_name(f: Fault) -> &'static str {
+    match f {
+        Fault::Pass => "pass",
+        Fault::Unavailable => "503",
+        Fault::Throttle => "throttle+kill",
+        Fault::Reset => "reset",
+        Fault::Hang => "black hole",
+        Fault::RejectPoison => "reject",
+    }
+}
+
 fn agent(path: &Path, endpoint: &str) -> Agent {
     let mut cmd = command(&["run", "--config", path.to_str().unwrap()], None);
     cmd.env("AWS_ENDPOINT_URL", endpoint);
@@ -65,14 +76,17 @@ async fn every_window_arrives_exactly_once_through_faults_and_restarts() {
     let mut a = agent(&path, &proxy.endpoint());
     tokio::time::sleep(Duration::from_secs(4)).await;
     let mut dead = Vec::new(); // (from, to) when no agent was sampling
+    let mut phases = vec![("pass", started, 0i64)];
     for fault in [
         Fault::Unavailable,
         Fault::Throttle,
         Fault::Reset,
         Fault::Hang,
     ] {
+        phases.last_mut().unwrap().2 = now_ms();
+        phases.push((fault_name(fault), now_ms(), 0));
         proxy.set(fault);
-        tokio::time::sleep(Duration::from_millis(4500)).await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
         assert!(spooled(&spool) >= 1, "{fault:?}: windows wait in the spool");
         if fault == Fault::Throttle {
             // Crash in the middle of an outage and come back on the same spool.
@@ -83,6 +97,8 @@ async fn every_window_arrives_exactly_once_through_faults_and_restarts() {
             dead.push((killed, now_ms()));
         }
     }
+    phases.last_mut().unwrap().2 = now_ms();
+    phases.push(("pass (drain)", now_ms(), 0));
     proxy.set(Fault::Pass);
     eventually(Duration::from_secs(30), "the backlog to drain", || async {
         (spooled(&spool) == 0).then_some(())
@@ -94,6 +110,7 @@ async fn every_window_arrives_exactly_once_through_faults_and_restarts() {
     let (code, _) = a.terminate().await;
     assert_eq!(code, Some(0));
     let stopped = now_ms();
+    phases.last_mut().unwrap().2 = stopped;
 
     let beats = heartbeats(&ns, instance).await;
     let dup: Vec<_> = beats.iter().filter(|(_, n)| **n > 1.0).collect();
@@ -117,8 +134,29 @@ async fn every_window_arrives_exactly_once_through_faults_and_restarts() {
         missing.is_empty(),
         "missing periods {missing:?}; got {beats:?}"
     );
+    // Per phase: windows whose period started in it, as sampled (closed by
+    // a live agent) vs delivered vs duplicated.
+    let excused = |p: i64| {
+        dead.iter()
+            .any(|(f, t)| p + WINDOW_MS > *f - WINDOW_MS && p < *t + WINDOW_MS)
+    };
+    for (name, from, to) in &phases {
+        let sampled: Vec<i64> = (from / WINDOW_MS + 1..to / WINDOW_MS)
+            .map(|p| p * WINDOW_MS)
+            .filter(|p| !excused(*p))
+            .collect();
+        let delivered = sampled.iter().filter(|p| beats.contains_key(p)).count();
+        let duplicated = sampled
+            .iter()
+            .filter(|p| beats.get(p).is_some_and(|n| *n > 1.0))
+            .count();
+        eprintln!(
+            "faults: {name:<13} sampled {:>2}  delivered {delivered:>2}  duplicated {duplicated}",
+            sampled.len()
+        );
+    }
     eprintln!(
-        "faults: {} windows delivered, 0 duplicated, {} connections forwarded",
+        "faults: total {} windows delivered, {} connections forwarded",
         beats.len(),
         proxy.forwarded.load(std::sync::atomic::Ordering::SeqCst)
     );

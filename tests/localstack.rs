@@ -305,3 +305,24 @@ async fn unreachable_imds_fails_with_the_fix_in_the_message() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_window_is_published_seconds_after_start_not_a_minute() {
+    let cw = cloudwatch().await;
+    let ns = namespace("first");
+    let (_dir, path) = config_file(&format!(
+        "namespace = \"{ns}\"\n[publish]\ninterval = \"60s\"\ndimension_sets = [[\"InstanceId\"]]\n[identity]\ninstance_id = \"i-first\"\n"
+    ));
+    let spawned = std::time::Instant::now();
+    let mut agent = Agent::spawn(command(&["run", "--config", path.to_str().unwrap()], None));
+    eventually(Duration::from_secs(15), "the first heartbeat", || async {
+        let p = points(&cw, &ns, "HealthyHostCount", &[("InstanceId", "i-first")]).await;
+        (!p.is_empty()).then_some(())
+    })
+    .await;
+    let took = spawned.elapsed();
+    eprintln!("first datum visible {took:?} after start");
+    assert!(took < Duration::from_secs(12), "{took:?}");
+    let (code, _) = agent.terminate().await;
+    assert_eq!(code, Some(0));
+}

@@ -385,7 +385,16 @@ pub struct Resolved {
 impl Kind {
     pub const ALL: [Kind; 3] = [Kind::Cpu, Kind::Unhealthy, Kind::Heartbeat];
 
-    /// The last part of the alarm name, and the key under `[alarms]`.
+    /// The last part of the alarm name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Kind::Cpu => "cpu-high",
+            Kind::Unhealthy => "unhealthy",
+            Kind::Heartbeat => "no-heartbeat",
+        }
+    }
+
+    /// The table under `[alarms]`.
     pub fn key(self) -> &'static str {
         match self {
             Kind::Cpu => "cpu",
@@ -640,7 +649,7 @@ pub fn desired(
                 (Kind::Heartbeat, true) => ("SampleCount", 1.0),
                 (Kind::Heartbeat, false) => ("SampleCount", (r.threshold - 1.0) * windows + 1.0),
             };
-            let name = format!("{base}{}", kind.key());
+            let name = format!("{base}{}", kind.suffix());
             if name.len() > MAX_ALARM_NAME {
                 return Err(AlarmsError::NameTooLong {
                     len: name.len(),
@@ -1144,7 +1153,7 @@ async fn execute(cw: &aws_sdk_cloudwatch::Client, changes: &[Change]) -> Result<
     for c in changes {
         if let Change::Create(s) | Change::Update { spec: s, .. } = c {
             put(cw, s).await?;
-            tracing::info!(alarm = %s.name, "Alarm written");
+            tracing::debug!(alarm = %s.name, "Alarm written");
         }
     }
     let doomed: Vec<String> = changes
@@ -1163,7 +1172,7 @@ async fn execute(cw: &aws_sdk_cloudwatch::Client, changes: &[Change]) -> Result<
                 op: "DeleteAlarms",
                 detail: error_chain(&e),
             })?;
-        tracing::info!(count = batch.len(), "Alarms deleted");
+        tracing::debug!(count = batch.len(), "Alarms deleted");
     }
     Ok(())
 }
@@ -1221,10 +1230,7 @@ impl fmt::Display for Scope {
 pub fn render(action: Action, o: &Outcome) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let (create, update, delete) = match action {
-        Action::Plan => ("create", "update", "delete"),
-        Action::Apply | Action::Delete => ("created", "updated", "deleted"),
-    };
+    let done = action != Action::Plan;
     let _ = writeln!(
         s,
         "# region {}, instance {}, Auto Scaling group {}",
@@ -1232,41 +1238,36 @@ pub fn render(action: Action, o: &Outcome) -> String {
         o.identity.instance_id.as_deref().unwrap_or("-"),
         o.identity.autoscaling_group.as_deref().unwrap_or("-"),
     );
-    let (mut n_create, mut n_update, mut n_delete, mut n_same, mut n_conflict) = (0, 0, 0, 0, 0);
+    let width = o.changes.iter().map(|c| c.name().len()).max().unwrap_or(0);
+    let mut counts = [0usize; 5];
     for c in &o.changes {
-        match c {
-            Change::Create(spec) => {
-                n_create += 1;
-                let _ = writeln!(s, "+ {create:<9} {}  {}", spec.name, spec.summary());
-            }
-            Change::Update { spec, fields } => {
-                n_update += 1;
-                let _ = writeln!(s, "~ {update:<9} {}  {}", spec.name, spec.summary());
-                for f in fields {
-                    let _ = writeln!(s, "      {f}");
-                }
-            }
-            Change::Unchanged(spec) => {
-                n_same += 1;
-                let _ = writeln!(s, "= unchanged {}  {}", spec.name, spec.summary());
-            }
-            Change::Delete(name) => {
-                n_delete += 1;
-                let _ = writeln!(s, "- {delete:<9} {name}");
-            }
-            Change::Conflict { name, fields } => {
-                n_conflict += 1;
-                let _ = writeln!(
-                    s,
-                    "! conflict  {name}  exists but is not managed by cwpulse alarms (no {MANAGED_MARKER:?} in its description); left alone{}",
+        let (i, mark, verb, detail) = match c {
+            Change::Create(spec) => (0, '+', ["create", "created"], spec.summary()),
+            Change::Update { spec, fields } => (
+                1,
+                '~',
+                ["update", "updated"],
+                format!("{}\n      {}", spec.summary(), fields.join("\n      ")),
+            ),
+            Change::Delete(_) => (2, '-', ["delete", "deleted"], String::new()),
+            Change::Unchanged(spec) => (3, '=', ["unchanged"; 2], spec.summary()),
+            Change::Conflict { fields, .. } => (
+                4,
+                '!',
+                ["conflict"; 2],
+                format!(
+                    "not managed by cwpulse alarms (no {MANAGED_MARKER:?} in its description): left alone; {}",
                     if fields.is_empty() {
-                        ", its definition matches".to_owned()
+                        "its definition matches".to_owned()
                     } else {
-                        format!(", differs in: {}", fields.join("; "))
+                        format!("it differs in {}", fields.join("; "))
                     }
-                );
-            }
-        }
+                ),
+            ),
+        };
+        counts[i] += 1;
+        let verb = verb[usize::from(done)];
+        let _ = writeln!(s, "{mark} {verb:<9} {:<width$}  {detail}", c.name());
     }
     if action != Action::Delete {
         if o.topics.is_empty() {
@@ -1278,20 +1279,23 @@ pub fn render(action: Action, o: &Outcome) -> String {
             let _ = writeln!(s, "# notifies: {}", o.topics.join(", "));
         }
     }
-    let (verb, c, u, d) = match action {
-        Action::Plan => ("Plan", "to create", "to update", "to delete"),
-        Action::Apply => ("Applied", "created", "updated", "deleted"),
-        Action::Delete => ("Deleted", "created", "updated", "deleted"),
-    };
-    let conflicts = if n_conflict > 0 {
-        format!(", {n_conflict} conflicting")
+    let [create, update, delete, same, conflict] = counts;
+    let conflicts = if conflict > 0 {
+        format!(", {conflict} conflicting")
     } else {
         String::new()
     };
-    let _ = writeln!(
-        s,
-        "{verb}: {n_create} {c}, {n_update} {u}, {n_delete} {d}, {n_same} unchanged{conflicts}."
-    );
+    let _ = match action {
+        Action::Plan => writeln!(
+            s,
+            "Plan: {create} to create, {update} to update, {delete} to delete, {same} unchanged{conflicts}."
+        ),
+        Action::Apply => writeln!(
+            s,
+            "Applied: {create} created, {update} updated, {delete} deleted, {same} unchanged{conflicts}."
+        ),
+        Action::Delete => writeln!(s, "Deleted: {delete} alarms."),
+    };
     s
 }
 
@@ -1326,10 +1330,10 @@ mod tests {
         assert_eq!(
             names,
             [
-                "cwpulse/CWPulse/instance/i-1/cpu",
-                "cwpulse/CWPulse/instance/i-1/heartbeat",
-                "cwpulse/CWPulse/asg/web/cpu",
-                "cwpulse/CWPulse/asg/web/heartbeat",
+                "cwpulse/CWPulse/instance/i-1/cpu-high",
+                "cwpulse/CWPulse/instance/i-1/no-heartbeat",
+                "cwpulse/CWPulse/asg/web/cpu-high",
+                "cwpulse/CWPulse/asg/web/no-heartbeat",
             ]
         );
         let cpu = &set[2];
@@ -1405,7 +1409,10 @@ mod tests {
             "{HEALTH}[publish]\ninterval = \"10s\"\n[alarms.heartbeat]\nthreshold = 3\n[alarms.unhealthy]\nthreshold = 2\n"
         ));
         let set = desired(&c, &a, &id(), Scope::Shared).unwrap();
-        let hb = set.iter().find(|s| s.name.ends_with("heartbeat")).unwrap();
+        let hb = set
+            .iter()
+            .find(|s| s.name.ends_with("no-heartbeat"))
+            .unwrap();
         assert_eq!(hb.threshold, 13.0);
         let un = set.iter().find(|s| s.name.ends_with("unhealthy")).unwrap();
         assert_eq!(un.threshold, 7.0);
@@ -1413,7 +1420,7 @@ mod tests {
         let set = desired(&c, &a, &id(), Scope::Instance).unwrap();
         assert!(
             set.iter()
-                .filter(|s| !s.name.ends_with("cpu"))
+                .filter(|s| !s.name.ends_with("cpu-high"))
                 .all(|s| s.threshold == 1.0)
         );
     }
@@ -1435,7 +1442,7 @@ mod tests {
         );
         let (c, a) = cfg("[publish]\ndimension_sets = [[]]\n");
         let set = desired(&c, &a, &lone, Scope::All).unwrap();
-        assert_eq!(set[0].name, "cwpulse/CWPulse/fleet/cpu");
+        assert_eq!(set[0].name, "cwpulse/CWPulse/fleet/cpu-high");
         assert!(set[0].dimensions.is_empty());
     }
 
@@ -1448,7 +1455,7 @@ mod tests {
         let set = desired(&c, &a, &id(), Scope::All).unwrap();
         assert_eq!(set.len(), 2);
         let cpu = &set[0];
-        assert_eq!(cpu.name, "team-x/Web/instance/i-1/cpu");
+        assert_eq!(cpu.name, "team-x/Web/instance/i-1/cpu-high");
         assert_eq!(
             (
                 cpu.threshold,
@@ -1644,7 +1651,7 @@ mod tests {
             topics: vec![],
         };
         let text = render(Action::Plan, &o);
-        assert!(text.contains("+ create    cwpulse/CWPulse/asg/web/cpu  CPUUtilization Average > 50 (1 of 1 × 60s)"), "{text}");
+        assert!(text.contains("+ create    cwpulse/CWPulse/asg/web/cpu-high           CPUUtilization Average > 50 (1 of 1 × 60s)"), "{text}");
         assert!(
             text.contains("Plan: 4 to create, 0 to update, 0 to delete, 0 unchanged."),
             "{text}"

@@ -1,0 +1,503 @@
+//! `cwpulse alarms` against LocalStack, which evaluates alarms and delivers
+//! their SNS notifications to an SQS queue: the real agent under CPU load,
+//! with a failing health route and after it stops, must page through the
+//! alarms `cwpulse alarms apply` made. `tests/run.sh` starts LocalStack.
+//!
+//! LocalStack evaluates an alarm every `period × evaluation_periods` seconds
+//! over the last `evaluation_periods + 2` periods ending now, so the tests use
+//! 10 s windows and 10 s periods, and poll the queue rather than sleep.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
+use common::*;
+
+/// Upper bound for one alarm to reach the queue. LocalStack needs up to two
+/// evaluation intervals after the data arrives; the agent up to one window.
+const ALARM_WAIT: Duration = Duration::from_secs(90);
+
+fn sns() -> aws_sdk_sns::Client {
+    let conf = aws_sdk_sns::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(localstack())
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .http_client(cwpulse::publish::http_client())
+        .build();
+    aws_sdk_sns::Client::from_conf(conf)
+}
+
+fn sqs() -> aws_sdk_sqs::Client {
+    let conf = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(localstack())
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .http_client(cwpulse::publish::http_client())
+        .build();
+    aws_sdk_sqs::Client::from_conf(conf)
+}
+
+/// One alarm notification as it arrived in the queue.
+#[derive(Debug, Clone)]
+struct Note {
+    alarm: String,
+    state: String,
+    at: Instant,
+}
+
+/// An SNS topic with an SQS queue subscribed: what Chatbot would read.
+struct Inbox {
+    topic_arn: String,
+    queue_url: String,
+    sqs: aws_sdk_sqs::Client,
+    seen: Vec<Note>,
+    ids: HashSet<String>,
+}
+
+impl Inbox {
+    async fn new(tag: &str) -> Self {
+        let name = format!("cwpulse-{tag}-{}", std::process::id());
+        let topic_arn = sns()
+            .create_topic()
+            .name(&name)
+            .send()
+            .await
+            .expect("CreateTopic")
+            .topic_arn()
+            .unwrap()
+            .to_owned();
+        let sqs = sqs();
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url()
+            .unwrap()
+            .to_owned();
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes");
+        let queue_arn = attrs
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .expect("queue ARN")
+            .clone();
+        sns()
+            .subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .expect("Subscribe");
+        Self {
+            topic_arn,
+            queue_url,
+            sqs,
+            seen: Vec::new(),
+            ids: HashSet::new(),
+        }
+    }
+
+    /// Reads what is in the queue now (waiting at most a second).
+    async fn drain(&mut self) {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        for m in out.messages() {
+            if let Some(h) = m.receipt_handle() {
+                let _ = self
+                    .sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(h)
+                    .send()
+                    .await;
+            }
+            if !self
+                .ids
+                .insert(m.message_id().unwrap_or_default().to_owned())
+            {
+                continue;
+            }
+            // The SNS envelope; its Message is the alarm's state change.
+            let envelope: serde_json::Value =
+                serde_json::from_str(m.body().unwrap_or_default()).expect("SNS envelope");
+            let inner: serde_json::Value =
+                serde_json::from_str(envelope["Message"].as_str().unwrap_or_default())
+                    .expect("alarm message");
+            self.seen.push(Note {
+                alarm: inner["AlarmName"].as_str().unwrap_or_default().to_owned(),
+                state: inner["NewStateValue"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                at: Instant::now(),
+            });
+        }
+    }
+
+    /// Waits for a notification that `alarm` went to `state`, arriving after
+    /// `since`; returns when it arrived.
+    async fn wait(&mut self, alarm: &str, state: &str, since: Instant) -> Instant {
+        let end = Instant::now() + ALARM_WAIT;
+        loop {
+            if let Some(n) = self
+                .seen
+                .iter()
+                .find(|n| n.alarm == alarm && n.state == state && n.at >= since)
+            {
+                return n.at;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "no {state} notification for {alarm} within {ALARM_WAIT:?}; got: {:#?}",
+                    self.seen
+                );
+            }
+            self.drain().await;
+        }
+    }
+}
+
+/// A config with 10 s windows and high resolution, so alarms have 10 s
+/// periods.
+fn config(ns: &str, health_url: &str) -> String {
+    format!(
+        "namespace = \"{ns}\"\n[cpu]\ninterval = \"250ms\"\n[[health]]\nname = \"app\"\nurl = \"{health_url}\"\ninterval = \"500ms\"\ntimeout = \"300ms\"\n[publish]\ninterval = \"10s\"\nhigh_resolution = true\n"
+    )
+}
+
+/// The same plus an `[alarms]` table: heartbeat alarms after one silent
+/// period. The agent gets the file without it, because its config parser
+/// does not accept `[alarms]` yet (see docs/alarms.md).
+fn alarms_config(ns: &str, health_url: &str) -> String {
+    format!(
+        "{}[alarms.heartbeat]\nevaluation_periods = 1\n",
+        config(ns, health_url)
+    )
+}
+
+async fn cli(args: &[&str], imds: Option<&Imds>) -> (i32, String, String) {
+    let out = command(args, imds).output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn alarms(action: &str, path: &Path, topic: &str, imds: &Imds) -> String {
+    let (code, out, err) = cli(
+        &[
+            "alarms",
+            action,
+            "--config",
+            path.to_str().unwrap(),
+            "--sns-topic-arn",
+            topic,
+        ],
+        Some(imds),
+    )
+    .await;
+    assert_eq!(code, 0, "alarms {action}: {out}{err}");
+    out
+}
+
+fn prefix(ns: &str) -> String {
+    format!("cwpulse/{ns}/")
+}
+
+/// A fresh agent in a fresh group, with its alarms applied.
+struct Setup {
+    ns: String,
+    asg: String,
+    imds: Imds,
+    health: HealthServer,
+    inbox: Inbox,
+    agent: Agent,
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl Setup {
+    async fn start(tag: &str) -> Self {
+        let ns = namespace(tag);
+        let asg = format!("asg-{tag}-{}", std::process::id());
+        let imds = Imds::start(Some(&asg)).await;
+        let health = HealthServer::start().await;
+        let inbox = Inbox::new(tag).await;
+        let (dir, path) = config_file(&alarms_config(&ns, &health.url()));
+        let agent_path = dir.path().join("agent.toml");
+        // Parallel agents each need a spool of their own.
+        let agent_text = format!(
+            "{}[spool]\ndir = \"{}\"\n",
+            config(&ns, &health.url()),
+            dir.path().join("agent-spool").display()
+        );
+        std::fs::write(&agent_path, agent_text).unwrap();
+        let agent = Agent::spawn(command(
+            &["run", "--config", agent_path.to_str().unwrap()],
+            Some(&imds),
+        ));
+        let out = alarms("apply", &path, &inbox.topic_arn, &imds).await;
+        assert!(
+            out.contains("Applied: 6 created, 0 updated, 0 deleted, 0 unchanged."),
+            "{out}"
+        );
+        Self {
+            ns,
+            asg,
+            imds,
+            health,
+            inbox,
+            agent,
+            _dir: dir,
+            path,
+        }
+    }
+
+    fn alarm(&self, scope: &str, kind: &str) -> String {
+        match scope {
+            "asg" => format!("{}asg/{}/{kind}", prefix(&self.ns), self.asg),
+            _ => format!("{}instance/{INSTANCE_ID}/{kind}", prefix(&self.ns)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_alarm_pages_under_load_and_recovers() {
+    let mut s = Setup::start("cpu").await;
+    let t0 = Instant::now();
+
+    // Idle first: the alarms settle to OK, which Slack hears as well.
+    let asg_cpu = s.alarm("asg", "cpu-high");
+    let inst_cpu = s.alarm("instance", "cpu-high");
+    s.inbox.wait(&asg_cpu, "OK", t0).await;
+
+    let load_start = Instant::now();
+    let load = burn(2);
+    let fired = s.inbox.wait(&asg_cpu, "ALARM", load_start).await;
+    s.inbox.wait(&inst_cpu, "ALARM", load_start).await;
+    let secs = (fired - load_start).as_secs_f64();
+    eprintln!("MEASURED: CPU ALARM notification {secs:.1}s after the load started");
+    drop(load);
+
+    let calm = Instant::now();
+    let back = s.inbox.wait(&asg_cpu, "OK", calm).await;
+    eprintln!(
+        "MEASURED: CPU OK notification {:.1}s after the load stopped",
+        (back - calm).as_secs_f64()
+    );
+    let (code, _) = s.agent.terminate().await;
+    assert_eq!(code, Some(0), "{}", s.agent.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_route_and_dead_agent_page() {
+    let mut s = Setup::start("health").await;
+    let t0 = Instant::now();
+    let asg_unhealthy = s.alarm("asg", "unhealthy");
+    s.inbox.wait(&asg_unhealthy, "OK", t0).await;
+
+    let flipped = Instant::now();
+    s.health.set(Health::Failing);
+    let fired = s.inbox.wait(&asg_unhealthy, "ALARM", flipped).await;
+    s.inbox
+        .wait(&s.alarm("instance", "unhealthy"), "ALARM", flipped)
+        .await;
+    eprintln!(
+        "MEASURED: unhealthy ALARM notification {:.1}s after the route failed",
+        (fired - flipped).as_secs_f64()
+    );
+
+    // A dead agent is silent; only the heartbeat alarms can tell.
+    let (code, _) = s.agent.terminate().await;
+    assert_eq!(code, Some(0), "{}", s.agent.log());
+    let stopped = Instant::now();
+    let fired = s
+        .inbox
+        .wait(&s.alarm("asg", "no-heartbeat"), "ALARM", stopped)
+        .await;
+    s.inbox
+        .wait(&s.alarm("instance", "no-heartbeat"), "ALARM", stopped)
+        .await;
+    eprintln!(
+        "MEASURED: heartbeat ALARM notification {:.1}s after the agent stopped",
+        (fired - stopped).as_secs_f64()
+    );
+
+    // Deleting removes all six, and only those.
+    let out = alarms("delete", &s.path, &s.inbox.topic_arn, &s.imds).await;
+    assert!(out.contains("Deleted: 6 alarms."), "{out}");
+    let left = cloudwatch()
+        .await
+        .describe_alarms()
+        .alarm_name_prefix(prefix(&s.ns))
+        .send()
+        .await
+        .unwrap();
+    assert!(left.metric_alarms().is_empty(), "{left:?}");
+}
+
+/// Plan, idempotent apply, updates, and alarms we do not own: no agent
+/// needed, identity from the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_apply_delete_touch_only_owned_alarms() {
+    let cw = cloudwatch().await;
+    let ns = namespace("owned");
+    let topic = "arn:aws:sns:us-east-1:000000000000:cwpulse-owned";
+    let base = format!(
+        "namespace = \"{ns}\"\n[[health]]\nname = \"app\"\nurl = \"http://127.0.0.1:9/\"\n"
+    );
+    let (_dir, path) = config_file(&base);
+    let run = |action: &'static str, extra: &'static [&'static str]| {
+        let path = path.clone();
+        async move {
+            let mut args = vec![
+                "alarms",
+                action,
+                "--config",
+                path.to_str().unwrap(),
+                "--asg",
+                "web",
+                "--instance-id",
+                "i-0feed",
+                "--sns-topic-arn",
+                topic,
+            ];
+            args.extend_from_slice(extra);
+            cli(&args, None).await
+        }
+    };
+
+    // Someone made an alarm by hand under one of our names.
+    let foreign = format!("cwpulse/{ns}/asg/web/cpu-high");
+    cw.put_metric_alarm()
+        .alarm_name(&foreign)
+        .alarm_description("made by hand")
+        .namespace(&ns)
+        .metric_name("CPUUtilization")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(90.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+
+    let (code, out, err) = run("plan", &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Plan: 5 to create, 0 to update, 0 to delete, 0 unchanged, 1 conflicting."),
+        "{out}"
+    );
+    assert!(out.contains("threshold: 90 -> 50"), "{out}");
+    // Plan changed nothing.
+    let all = cw
+        .describe_alarms()
+        .alarm_name_prefix(prefix(&ns))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.metric_alarms().len(), 1);
+
+    // Apply leaves the foreign alarm alone and says so with exit code 1.
+    let (code, out, _) = run("apply", &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Applied: 5 created"), "{out}");
+    let (code, out, _) = run("apply", &["--scope", "instance"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Applied: 0 created, 0 updated, 0 deleted, 3 unchanged."),
+        "{out}"
+    );
+
+    // A changed threshold is an update; a disabled rule is a delete.
+    std::fs::write(
+        &path,
+        format!("{base}[alarms.cpu]\nthreshold = 70\n[alarms.heartbeat]\nenabled = false\n"),
+    )
+    .unwrap();
+    let (_, out, _) = run("plan", &["--scope", "instance"]).await;
+    assert!(
+        out.contains("Plan: 0 to create, 1 to update, 1 to delete, 1 unchanged."),
+        "{out}"
+    );
+    assert!(out.contains("threshold: 50 -> 70"), "{out}");
+    let (code, out, _) = run("apply", &["--scope", "instance"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (_, out, _) = run("plan", &["--scope", "instance"]).await;
+    assert!(
+        out.contains("0 to create, 0 to update, 0 to delete, 2 unchanged."),
+        "{out}"
+    );
+
+    // Delete takes ours and leaves the hand-made one.
+    let (code, out, _) = run("delete", &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Deleted: 4 alarms."), "{out}");
+    let left: Vec<String> = cw
+        .describe_alarms()
+        .alarm_name_prefix(prefix(&ns))
+        .send()
+        .await
+        .unwrap()
+        .metric_alarms()
+        .iter()
+        .filter_map(|a| a.alarm_name().map(str::to_owned))
+        .collect();
+    assert_eq!(left, [foreign]);
+}
+
+/// A bad [alarms] table is a configuration error, like the agent's own.
+#[tokio::test]
+async fn bad_alarms_table_exits_78() {
+    let (_dir, path) = config_file("[alarms.cpu]\nthreshold = 500\n");
+    for args in [
+        vec!["alarms", "plan", "--config", path.to_str().unwrap()],
+        vec!["cost", "--config", path.to_str().unwrap()],
+    ] {
+        let (code, _, err) = cli(&args, None).await;
+        assert_eq!(code, 78, "{err}");
+        assert!(err.contains("alarms.cpu.threshold"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn cost_prints_the_bill() {
+    let (_dir, path) = config_file("");
+    let (code, out, err) = cli(
+        &[
+            "cost",
+            "--config",
+            path.to_str().unwrap(),
+            "--instances",
+            "50",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("us-east-1"), "{out}");
+    assert!(out.contains("for 50 instances"), "{out}");
+    assert!(out.contains("Per instance"), "{out}");
+}

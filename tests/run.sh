@@ -20,6 +20,7 @@ localstack_start
 
 step "cargo test"
 cargo test --quiet --no-fail-fast
+step "cfn-lint"; tests/cfn.sh
 
 if [[ -x tests/packaging/run.sh ]]; then
   step "packaging tests"

@@ -501,3 +501,60 @@ async fn cost_prints_the_bill() {
     assert!(out.contains("for 50 instances"), "{out}");
     assert!(out.contains("Per instance"), "{out}");
 }
+
+/// The CloudFormation template's group alarms are the ones `cwpulse alarms`
+/// makes for the shared set: same names, metrics, statistics, comparisons
+/// and missing-data treatment.
+#[test]
+fn cloudformation_alarms_match_the_cli() {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/cloudformation/cwpulse.yaml"),
+    )
+    .unwrap();
+    let (config, alarms) = cwpulse::alarms::parse(
+        "[[health]]\nname = \"app\"\nurl = \"http://127.0.0.1/\"\n",
+        Path::new("cwpulse.toml"),
+    )
+    .unwrap();
+    let id = cwpulse::identity::Identity {
+        instance_id: None,
+        autoscaling_group: Some("GROUP".into()),
+    };
+    let want =
+        cwpulse::alarms::desired(&config, &alarms, &id, cwpulse::alarms::Scope::Shared).unwrap();
+    assert_eq!(want.len(), 3);
+    for (resource, spec) in ["CpuHighAlarm", "UnhealthyAlarm", "HeartbeatAlarm"]
+        .iter()
+        .zip(&want)
+    {
+        let start = template
+            .find(&format!("\n  {resource}:\n"))
+            .unwrap_or_else(|| panic!("{resource} not in the template"));
+        // The resource's lines: up to the next line indented by two spaces
+        // or less.
+        let block: String = template[start + 1..]
+            .lines()
+            .enumerate()
+            .take_while(|(i, l)| *i == 0 || l.is_empty() || l.starts_with("   "))
+            .map(|(_, l)| format!("{l}\n"))
+            .collect();
+        let name = spec
+            .name
+            .replace("/CWPulse/", "/${Namespace}/")
+            .replace("/GROUP/", "/${AutoScalingGroupName}/");
+        for needle in [
+            format!("AlarmName: !Sub \"{name}\""),
+            format!("MetricName: {}", spec.metric),
+            format!("Statistic: {}", spec.statistic),
+            format!("ComparisonOperator: {}", spec.comparison),
+            format!("TreatMissingData: {}", spec.treat_missing_data),
+            "Name: AutoScalingGroupName".to_owned(),
+            "OKActions: [!Ref AlarmTopic]".to_owned(),
+        ] {
+            assert!(
+                block.contains(&needle),
+                "{resource}: no {needle:?} in\n{block}"
+            );
+        }
+    }
+}

@@ -2,13 +2,17 @@
 # Packaging tests: install.sh (into temp roots, idempotence, operator edits,
 # --no-start, uninstall, every error path), the systemd unit (verify and an
 # exposure of at most 2.0), the .deb and .rpm (inspected and installed into
-# throwaway roots), and the aarch64 build under qemu-user.
+# throwaway roots), the aarch64 build under qemu-user, and the unit under a
+# real systemd in a container.
 #
 # Installs what it needs (apt-get, rustup, cargo install) the first time and
 # only looks afterwards. Runs as root (CI does).
 #
 #   CWPULSE_TEST_AARCH64=0   skip the aarch64 cross build and qemu smoke test
 #                            (on by default; the build is cached, see below)
+#   CWPULSE_TEST_SYSTEMD=0   skip booting a Debian container under
+#                            systemd-nspawn to run the unit for real
+#                            (tests/packaging/systemd-e2e.sh; on by default)
 #   CWPULSE_PKG_TARGET_DIR   cargo target dir for the musl release builds;
 #                            default ~/.cache/cwpulse/packaging-target so a
 #                            fresh CI clone on the same machine reuses it
@@ -114,7 +118,7 @@ EOF
 # --- static checks ---------------------------------------------------------------
 
 section "scripts"
-t "install.sh passes shellcheck" shellcheck install.sh scripts/dist.sh tests/packaging/run.sh packaging/user-data.sh
+t "scripts pass shellcheck" shellcheck install.sh scripts/dist.sh tests/packaging/run.sh tests/packaging/systemd-e2e.sh packaging/user-data.sh
 t "maintainer scripts pass shellcheck" shellcheck -s sh packaging/deb/postrm packaging/rpm/post_install.sh packaging/rpm/pre_uninstall.sh packaging/rpm/post_uninstall.sh
 t "install.sh's unit is packaging/systemd/cwpulse.service" \
 	diff <(bash install.sh --print-unit | sed 's#/usr/local/bin/cwpulse#/usr/bin/cwpulse#g') packaging/systemd/cwpulse.service
@@ -253,7 +257,7 @@ dpkg-deb -I "$deb" >"$work/deb-info.txt" 2>&1
 dpkg-deb -c "$deb" >"$work/deb-contents.txt" 2>&1
 cp "$work/deb-info.txt" "$log"
 t "dpkg-deb -I: package, arch amd64, depends on systemd(-sysusers) and ca-certificates" bash -c \
-	"grep -q '^ Package: cwpulse' '$work/deb-info.txt' && grep -q '^ Architecture: amd64' '$work/deb-info.txt' && grep -qx ' Depends: systemd | systemd-sysusers, ca-certificates' '$work/deb-info.txt'"
+	"grep -q '^ Package: cwpulse' '$work/deb-info.txt' && grep -q '^ Architecture: amd64' '$work/deb-info.txt' && grep '^ Depends:' '$work/deb-info.txt' | grep -q 'systemd | systemd-sysusers' && grep '^ Depends:' '$work/deb-info.txt' | grep -q 'ca-certificates'"
 t "dpkg-deb -I: postinst, prerm, postrm, conffiles" bash -c \
 	"for f in postinst prerm postrm conffiles; do grep -qE \"^ +[0-9]+ bytes, +[0-9]+ lines +\\*? +\$f\" '$work/deb-info.txt' || { echo missing \$f; exit 1; }; done"
 cp "$work/deb-contents.txt" "$log"
@@ -301,7 +305,8 @@ t "rpm -qlp: binary, unit, config, sysusers" bash -c \
 t "config is %config(noreplace)" bash -c "rpm -qp --configfiles '$rpmf' | grep -qx /etc/cwpulse/cwpulse.toml && rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' '$rpmf' | grep -qx 'cn /etc/cwpulse/cwpulse.toml'"
 t "scriptlets create the user and reload systemd" bash -c \
 	"rpm -qp --scripts '$rpmf' >'$log' && grep -q systemd-sysusers '$log' && grep -q daemon-reload '$log' && grep -q 'disable --now' '$log'"
-t "no shared-library requirements" bash -c "! rpm -qp --requires '$rpmf' | grep -q 'lib.*\\.so'"
+t "requires systemd and ca-certificates, no shared libraries" bash -c \
+	"rpm -qp --requires '$rpmf' >'$log' && grep -q '^systemd' '$log' && grep -q '^ca-certificates' '$log' && ! grep -q '\\.so' '$log'"
 RX=$work/rpm-x
 mkdir -p "$RX"
 t "rpm2cpio extract and run the packaged binary" bash -c \
@@ -327,6 +332,27 @@ if [[ $aarch64 == 1 ]]; then
 	t "aarch64 binary installed" cmp -s "$abin" "$R4/usr/local/bin/cwpulse"
 else
 	echo "skipped (CWPULSE_TEST_AARCH64=0)"
+fi
+
+# --- real systemd ---------------------------------------------------------------------------
+
+section "real systemd (systemd-nspawn, private network)"
+if [[ ${CWPULSE_TEST_SYSTEMD:-1} == 1 ]]; then
+	e2e_started=$(date +%s)
+	rc=0
+	tests/packaging/systemd-e2e.sh "$bin" "$deb" >"$work/e2e.txt" 2>"$log" || rc=$?
+	while IFS= read -r line; do
+		case $line in
+		"ok - "*) ok "systemd: ${line#ok - }" ;;
+		"not ok - "*) not_ok "systemd: ${line#not ok - }" ;;
+		esac
+	done <"$work/e2e.txt"
+	if [[ $rc != 0 ]] && ! grep -q '^not ok' "$work/e2e.txt"; then
+		not_ok "systemd: container run (exit $rc)"
+	fi
+	echo "(systemd end-to-end: $(($(date +%s) - e2e_started)) s)"
+else
+	echo "skipped (CWPULSE_TEST_SYSTEMD=0)"
 fi
 
 # --- summary -----------------------------------------------------------------------------

@@ -5,10 +5,8 @@
 //! fixture files.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-use procfs_core::{ExplicitSystemInfo, FromBufReadSI, KernelStats};
 
 /// The aggregate `cpu` line of `/proc/stat`, in ticks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,31 +42,45 @@ pub enum CpuError {
     Parse { path: PathBuf, message: String },
 }
 
-// Ticks per second and the rest do not matter: only ratios of raw tick counts
-// are used, never absolute times.
-const SYSTEM_INFO: ExplicitSystemInfo = ExplicitSystemInfo {
-    boot_time_secs: 0,
-    ticks_per_second: 100,
-    page_size: 4096,
-    is_little_endian: cfg!(target_endian = "little"),
-};
-
 impl CpuTimes {
     /// Parses the contents of a `/proc/stat` file.
+    ///
+    /// Only the aggregate `cpu` line is read. A general `/proc/stat` parser
+    /// also decodes the `intr` line, one number per interrupt source (hundreds
+    /// here, thousands on large instances), which made parsing the largest
+    /// userspace cost of a sample.
     pub fn parse(buf: &[u8]) -> Result<Self, String> {
-        let stats = KernelStats::from_buf_read(buf, &SYSTEM_INFO).map_err(|e| e.to_string())?;
-        let t = stats.total;
-        // Guest time is already counted inside user (and guest_nice inside
-        // nice), so it is deliberately not added again.
+        let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = std::str::from_utf8(line).map_err(|_| "the cpu line is not UTF-8".to_owned())?;
+        let mut words = line.split_ascii_whitespace();
+        if words.next() != Some("cpu") {
+            return Err("the first line is not the aggregate cpu line".to_owned());
+        }
+        // user nice system idle [iowait irq softirq [steal [guest [guest_nice]]]]:
+        // older kernels stop early, and missing fields count as zero. Guest
+        // time is already counted inside user (and guest_nice inside nice),
+        // so it is deliberately not read.
+        let mut f = [0u64; 8];
+        let mut n = 0;
+        for (slot, word) in f.iter_mut().zip(&mut words) {
+            *slot = word
+                .parse()
+                .map_err(|e| format!("cpu field {} ({word:?}): {e}", n + 1))?;
+            n += 1;
+        }
+        if n < 4 {
+            return Err(format!("the cpu line has {n} fields, at least 4 expected"));
+        }
+        let [user, nice, system, idle, iowait, irq, softirq, steal] = f;
         Ok(Self {
-            user: t.user,
-            nice: t.nice,
-            system: t.system,
-            idle: t.idle,
-            iowait: t.iowait.unwrap_or(0),
-            irq: t.irq.unwrap_or(0),
-            softirq: t.softirq.unwrap_or(0),
-            steal: t.steal.unwrap_or(0),
+            user,
+            nice,
+            system,
+            idle,
+            iowait,
+            irq,
+            softirq,
+            steal,
         })
     }
 
@@ -119,6 +131,10 @@ impl CpuTimes {
     }
 }
 
+/// How much of `/proc/stat` one sample reads: the aggregate `cpu` line is
+/// the first and is under 200 bytes (ten 20-digit counters at most).
+const READ_BYTES: usize = 512;
+
 /// Reads `/proc/stat` and turns successive reads into samples.
 #[derive(Debug)]
 pub struct CpuSampler {
@@ -134,7 +150,7 @@ impl CpuSampler {
         Self {
             path: proc_root.join("stat"),
             file: None,
-            buf: Vec::with_capacity(8192),
+            buf: Vec::with_capacity(READ_BYTES),
             prev: None,
         }
     }
@@ -153,20 +169,23 @@ impl CpuSampler {
             path: self.path.clone(),
             source,
         };
-        // Keep the file open and rewind: procfs regenerates the contents on
-        // every read from offset 0, and it saves an open/close per sample.
+        // Keep the file open and read it from offset 0 with one pread: procfs
+        // regenerates the contents on every read from offset 0, and it saves
+        // an open, a seek and a close per sample. The aggregate line comes
+        // first and is short, so one read of READ_BYTES holds it.
         let file = match self.file.as_mut() {
             Some(f) => f,
             None => self.file.insert(File::open(&self.path).map_err(err)?),
         };
-        self.buf.clear();
-        let res = file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| file.read_to_end(&mut self.buf));
-        if let Err(e) = res {
-            self.file = None;
-            return Err(err(e));
-        }
+        self.buf.resize(READ_BYTES, 0);
+        let n = match file.read_at(&mut self.buf, 0) {
+            Ok(n) => n,
+            Err(e) => {
+                self.file = None;
+                return Err(err(e));
+            }
+        };
+        self.buf.truncate(n);
         CpuTimes::parse(&self.buf).map_err(|message| CpuError::Parse {
             path: self.path.clone(),
             message,
@@ -256,6 +275,21 @@ mod tests {
         assert_eq!(busy.busy, 100.0);
         let idle = CpuTimes::between(&a, &times("cpu 0 0 0 100 0 0 0 0 0 0")).unwrap();
         assert_eq!(idle.busy, 0.0);
+    }
+
+    #[test]
+    fn only_the_aggregate_line_is_read() {
+        // A large instance's intr line has thousands of numbers; nothing past
+        // the first line matters, even if it would not parse.
+        let intr: String = (0..5000).map(|i| format!(" {i}")).collect();
+        let buf = format!("cpu  1 2 3 4 5 6 7 8 9 10\nintr{intr}\ncpu0 x\n");
+        let t = CpuTimes::parse(buf.as_bytes()).unwrap();
+        assert_eq!(t.total(), 36);
+        assert!(CpuTimes::parse(b"cpu0 1 2 3 4\ncpu 1 2 3 4\n").is_err());
+        assert!(
+            CpuTimes::parse(b"cpu 1 2 3\n").is_err(),
+            "fewer than 4 fields"
+        );
     }
 
     #[test]

@@ -255,7 +255,9 @@ pub async fn run(
 
 /// Closes `window`, replacing it with an empty one stamped `next_ts`. The
 /// closed window carries the host counts if it is the first one closed in its
-/// period.
+/// period and there are health checks to count: without checks the counts
+/// would be a constant 1/0, two metrics per dimension set paid for nothing
+/// (CPUUtilization's presence already is the heartbeat).
 fn close_window(
     window: &mut Window,
     next_ts: SystemTime,
@@ -264,7 +266,7 @@ fn close_window(
 ) -> Window {
     let next = window.next(next_ts);
     let mut closed = std::mem::replace(window, next);
-    if *last_heartbeat != Some(closed.timestamp) {
+    if !trackers.is_empty() && *last_heartbeat != Some(closed.timestamp) {
         *last_heartbeat = Some(closed.timestamp);
         closed.host = Some(HostState {
             healthy: trackers.iter().all(|t| !t.state().is_unhealthy()),
@@ -415,7 +417,9 @@ pub async fn once(
             info!(check = %config.health[i].name.0, %reason, "Probe failed");
         }
     }
-    window.host = Some(HostState { healthy });
+    if !config.health.is_empty() {
+        window.host = Some(HostState { healthy });
+    }
     Ok(window::to_datums(&window, &shape(config, id)))
 }
 

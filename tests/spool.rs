@@ -19,9 +19,13 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// 2 s high-resolution windows, a short call timeout and backoff, and one
+/// health check (LocalStack's own health route, always up) so every window
+/// carries a HealthyHostCount datum to count windows by.
 fn config(ns: &str, instance: &str, spool: &Path) -> String {
     format!(
-        "namespace = \"{ns}\"\n[cpu]\ninterval = \"250ms\"\n[publish]\ninterval = \"2s\"\nhigh_resolution = true\ntimeout = \"3s\"\nmax_backoff = \"2s\"\ndimension_sets = [[\"InstanceId\"]]\n[identity]\ninstance_id = \"{instance}\"\n[spool]\ndir = \"{}\"\n",
+        "namespace = \"{ns}\"\n[cpu]\ninterval = \"250ms\"\n[[health]]\nname = \"up\"\nurl = \"{}/_localstack/health\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n[publish]\ninterval = \"2s\"\nhigh_resolution = true\ntimeout = \"3s\"\nmax_backoff = \"2s\"\ndimension_sets = [[\"InstanceId\"]]\n[identity]\ninstance_id = \"{instance}\"\n[spool]\ndir = \"{}\"\n",
+        localstack(),
         spool.display()
     )
 }

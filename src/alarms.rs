@@ -411,10 +411,14 @@ impl Kind {
         }
     }
 
-    pub fn metric(self) -> &'static str {
+    /// The metric the rule watches. The agent sends the host counts only
+    /// when it has health checks; without them the presence of
+    /// `CPUUtilization` is the heartbeat.
+    pub fn metric(self, config: &Config) -> &'static str {
         match self {
             Kind::Cpu => window::CPU_UTILIZATION,
             Kind::Unhealthy => window::UNHEALTHY_HOST_COUNT,
+            Kind::Heartbeat if config.health.is_empty() => window::CPU_UTILIZATION,
             Kind::Heartbeat => window::HEALTHY_HOST_COUNT,
         }
     }
@@ -639,15 +643,22 @@ pub fn desired(
             let r = kind.resolve(rule, config);
             // A period may hold several windows of one agent; thresholds
             // that count hosts or agents scale with the windows per period.
-            let windows = (Duration::from_secs(r.period.into()).as_millis()
-                / interval.as_millis().max(1))
-            .max(1) as f64;
+            let period_ms = Duration::from_secs(r.period.into()).as_millis();
+            let windows = (period_ms / interval.as_millis().max(1)).max(1) as f64;
+            // What one live agent adds to the heartbeat's SampleCount in a
+            // period: one host-count datum per window, or one CPU sample per
+            // cpu.interval when there are no health checks.
+            let beats = if config.health.is_empty() {
+                (period_ms / config.cpu.interval.get().as_millis().max(1)).max(1) as f64
+            } else {
+                windows
+            };
             let (statistic, threshold) = match (kind, per_instance) {
                 (Kind::Cpu, _) => ("Average", r.threshold),
                 (Kind::Unhealthy, true) => ("Maximum", 1.0),
                 (Kind::Unhealthy, false) => ("Sum", (r.threshold - 1.0) * windows + 1.0),
                 (Kind::Heartbeat, true) => ("SampleCount", 1.0),
-                (Kind::Heartbeat, false) => ("SampleCount", (r.threshold - 1.0) * windows + 1.0),
+                (Kind::Heartbeat, false) => ("SampleCount", (r.threshold - 1.0) * beats + 1.0),
             };
             let name = format!("{base}{}", kind.suffix());
             if name.len() > MAX_ALARM_NAME {
@@ -660,7 +671,7 @@ pub fn desired(
                 description: description(kind, &r, per_instance, &what, config),
                 name,
                 namespace: ns.clone(),
-                metric: kind.metric().to_owned(),
+                metric: kind.metric(config).to_owned(),
                 dimensions: dims.clone(),
                 statistic: statistic.to_owned(),
                 period: r.period,
@@ -1349,6 +1360,9 @@ mod tests {
         assert_eq!(cpu.comparison, "GreaterThanThreshold");
         assert_eq!(cpu.dimensions[0].name, "AutoScalingGroupName");
         let hb = &set[3];
+        // Without health checks there are no host counts: CPU samples are
+        // the heartbeat.
+        assert_eq!(hb.metric, "CPUUtilization");
         assert_eq!(
             (
                 hb.statistic.as_str(),
@@ -1385,6 +1399,35 @@ mod tests {
         assert_eq!(unhealthy[1].comparison, "GreaterThanOrEqualToThreshold");
         assert_eq!(unhealthy[1].threshold, 1.0);
         assert!(unhealthy[1].description.contains("app"));
+    }
+
+    #[test]
+    fn heartbeat_counts_host_datums_with_checks_and_cpu_samples_without() {
+        let (c, a) = cfg(&format!("{HEALTH}[alarms.heartbeat]\nthreshold = 2\n"));
+        let set = desired(&c, &a, &id(), Scope::Shared).unwrap();
+        let hb = set
+            .iter()
+            .find(|s| s.name.ends_with("no-heartbeat"))
+            .unwrap();
+        assert_eq!(
+            (hb.metric.as_str(), hb.threshold),
+            ("HealthyHostCount", 2.0)
+        );
+        // 1 s CPU samples in 60 s periods: one agent is 60 samples.
+        let (c, a) = cfg("[alarms.heartbeat]\nthreshold = 2\n");
+        let set = desired(&c, &a, &id(), Scope::All).unwrap();
+        let hb: Vec<&AlarmSpec> = set
+            .iter()
+            .filter(|s| s.name.ends_with("no-heartbeat"))
+            .collect();
+        assert_eq!(
+            (hb[0].metric.as_str(), hb[0].threshold),
+            ("CPUUtilization", 1.0)
+        );
+        assert_eq!(
+            (hb[1].metric.as_str(), hb[1].threshold),
+            ("CPUUtilization", 61.0)
+        );
     }
 
     #[test]

@@ -63,8 +63,11 @@ pub fn metrics_per_set(config: &Config) -> Vec<String> {
             m.push(format!("{}[{}]", window::HEALTH_CHECK_LATENCY, c.name.0));
         }
     }
-    m.push(window::HEALTHY_HOST_COUNT.to_owned());
-    m.push(window::UNHEALTHY_HOST_COUNT.to_owned());
+    // The host counts exist only to count health checks' verdicts.
+    if !config.health.is_empty() {
+        m.push(window::HEALTHY_HOST_COUNT.to_owned());
+        m.push(window::UNHEALTHY_HOST_COUNT.to_owned());
+    }
     m
 }
 
@@ -301,23 +304,32 @@ mod tests {
     fn default_config_one_and_fifty_instances() {
         let (c, a) = parse("");
         let e = estimate(&c, &a, 1);
-        // CPUUtilization, HealthyHostCount, UnHealthyHostCount under the
-        // instance set and the group set.
-        assert_eq!(e.total_metrics, 6);
-        assert!(close(e.metrics_cost, 1.80));
+        // No health checks: CPUUtilization under the instance set and the
+        // group set, and no host counts.
+        assert_eq!(e.metric_names, ["CPUUtilization"]);
+        assert_eq!(e.total_metrics, 2);
+        assert!(close(e.metrics_cost, 0.60));
         // One call a minute: 730 × 60 = 43,800 calls.
         assert!(close(e.requests, 43_800.0));
         assert!(close(e.requests_cost, 0.438));
-        // cpu and heartbeat, per instance and per group.
+        // cpu-high and no-heartbeat, per instance and per group.
         assert_eq!((e.alarms_standard, e.alarms_high_resolution), (4, 0));
-        assert!(close(e.total, 1.80 + 0.438 + 0.40));
+        assert!(close(e.total, 0.60 + 0.438 + 0.40));
 
         let e = estimate(&c, &a, 50);
-        assert_eq!(e.total_metrics, 3 * 50 + 3);
-        assert!(close(e.metrics_cost, 153.0 * 0.30));
+        assert_eq!(e.total_metrics, 50 + 1);
+        assert!(close(e.metrics_cost, 51.0 * 0.30));
         assert!(close(e.requests, 43_800.0 * 50.0));
         assert_eq!(e.alarms_standard, 2 * 50 + 2);
-        assert!(close(e.per_instance(), (45.9 + 21.9 + 10.2) / 50.0));
+        assert!(close(e.per_instance(), (15.3 + 21.9 + 10.2) / 50.0));
+    }
+
+    #[test]
+    fn one_health_check_adds_three_metrics_and_two_alarms_per_set() {
+        let (c, a) = parse("[[health]]\nname = \"app\"\nurl = \"http://127.0.0.1/\"\n");
+        let e = estimate(&c, &a, 1);
+        assert_eq!(e.total_metrics, 8);
+        assert_eq!(e.alarms_standard, 6);
     }
 
     #[test]

@@ -625,7 +625,12 @@ fn cloudformation_alarms_match_the_cli() {
             .replace("/GROUP/", "/${AutoScalingGroupName}/");
         for needle in [
             format!("AlarmName: !Sub \"{name}\""),
-            format!("MetricName: {}", spec.metric),
+            if *resource == "HeartbeatAlarm" {
+                // HealthyHostCount with checks, CPUUtilization without.
+                "MetricName: !If [HasHealthChecks, HealthyHostCount, CPUUtilization]".to_owned()
+            } else {
+                format!("MetricName: {}", spec.metric)
+            },
             format!("Statistic: {}", spec.statistic),
             format!("ComparisonOperator: {}", spec.comparison),
             format!("TreatMissingData: {}", spec.treat_missing_data),

@@ -27,7 +27,6 @@
 //! ([`diff`]) are pure; [`run`] does the I/O.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -35,7 +34,7 @@ use aws_sdk_cloudwatch::types::{ComparisonOperator, MetricAlarm, Statistic};
 use aws_types::region::Region;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::config::{self, Config, ConfigError, DimensionKey, Interval, Source};
+use crate::config::{self, Config, DimensionKey, Interval};
 use crate::identity::{self, Identity, IdentityError, error_chain};
 use crate::publish;
 use crate::window::{self, Dimension};
@@ -183,111 +182,8 @@ impl<'de> Deserialize<'de> for NamePrefix {
     }
 }
 
-/// The agent's config and the `[alarms]` table, read from one file.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    pub config: Config,
-    pub alarms: AlarmsConfig,
-    /// The file read; `None` for built-in defaults.
-    pub path: Option<PathBuf>,
-}
-
-/// Loads the config like [`config::load`], plus the `[alarms]` table.
-pub fn load(source: &Source) -> Result<Loaded, ConfigError> {
-    let path = match source {
-        Source::Explicit(p) => p.clone(),
-        Source::Default => PathBuf::from(config::DEFAULT_CONFIG_PATH),
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&text, &path).map(|(config, alarms)| Loaded {
-            config,
-            alarms,
-            path: Some(path),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && matches!(source, Source::Default) => {
-            Ok(Loaded {
-                config: Config::default(),
-                alarms: AlarmsConfig::default(),
-                path: None,
-            })
-        }
-        Err(source) => Err(ConfigError::Read { path, source }),
-    }
-}
-
-/// Parses a config text into the agent's config and the `[alarms]` table.
-/// `path` only labels errors.
-pub fn parse(text: &str, path: &Path) -> Result<(Config, AlarmsConfig), ConfigError> {
-    // The agent's parser rejects tables it does not know, so it gets the text
-    // with the [alarms] tables blanked out (lines kept, so its errors still
-    // name the right line); the [alarms] tables are parsed strictly here.
-    let config = config::parse(&without_alarms(text), path)?;
-
-    #[derive(Deserialize)]
-    struct Outer {
-        #[serde(default)]
-        alarms: AlarmsConfig,
-    }
-    let invalid = |key: Option<String>, span: Option<std::ops::Range<usize>>, message: String| {
-        ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            line: span.filter(|s| s.end > 0).map(|s| line_of(text, s.start)),
-            message,
-        }
-    };
-    let de = toml::Deserializer::parse(text)
-        .map_err(|e| invalid(None, e.span(), e.message().trim().to_owned()))?;
-    let outer: Outer = serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
-        let inner = e.into_inner();
-        invalid(
-            (key != ".").then_some(key),
-            inner.span(),
-            inner.message().trim().to_owned(),
-        )
-    })?;
-    validate(&outer.alarms, &config).map_err(|(key, message)| invalid(Some(key), None, message))?;
-    Ok((config, outer.alarms))
-}
-
-/// The text with every `[alarms]` and `[alarms.*]` table replaced by empty
-/// lines.
-fn without_alarms(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut inside = false;
-    for line in text.split_inclusive('\n') {
-        let t = line.trim_start();
-        if t.starts_with('[') {
-            let name = t
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or_default()
-                .trim();
-            inside = name == "alarms" || name.starts_with("alarms.");
-        }
-        if inside {
-            if line.ends_with('\n') {
-                out.push('\n');
-            }
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
 /// Checks that span `[alarms]` and `[publish]`; returns (key, message).
-fn validate(a: &AlarmsConfig, config: &Config) -> Result<(), (String, String)> {
+pub(crate) fn validate(a: &AlarmsConfig, config: &Config) -> Result<(), (String, String)> {
     for kind in Kind::ALL {
         let rule = kind.rule(a);
         let key = |k: &str| format!("alarms.{}.{k}", kind.key());
@@ -1313,13 +1209,16 @@ pub fn render(action: Action, o: &Outcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn cfg(text: &str) -> (Config, AlarmsConfig) {
-        parse(text, Path::new("/etc/cwpulse/cwpulse.toml")).unwrap()
+        let c = config::parse(text, Path::new("/etc/cwpulse/cwpulse.toml")).unwrap();
+        let a = c.alarms.clone();
+        (c, a)
     }
 
     fn err(text: &str) -> String {
-        parse(text, Path::new("/etc/cwpulse/cwpulse.toml"))
+        config::parse(text, Path::new("/etc/cwpulse/cwpulse.toml"))
             .unwrap_err()
             .to_string()
     }
@@ -1596,14 +1495,6 @@ mod tests {
             e.contains("cwpulse.toml:5:") && e.contains("intervall"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn blanking_keeps_other_tables_and_lines() {
-        let text =
-            "namespace = \"x\"\n[alarms]\na = 1\n[alarms.cpu]\nb = 2\n[[health]]\nname = \"h\"\n";
-        let out = without_alarms(text);
-        assert_eq!(out, "namespace = \"x\"\n\n\n\n\n[[health]]\nname = \"h\"\n");
     }
 
     fn existing(spec: &AlarmSpec) -> Existing {

@@ -30,6 +30,8 @@ pub struct Config {
     pub publish: PublishConfig,
     pub identity: IdentityOverrides,
     pub spool: SpoolConfig,
+    /// Read by `cwpulse alarms` and `cwpulse cost`; the agent ignores it.
+    pub alarms: crate::alarms::AlarmsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +185,8 @@ struct RawConfig {
     identity: IdentityOverrides,
     #[serde(default)]
     spool: SpoolConfig,
+    #[serde(default)]
+    alarms: crate::alarms::AlarmsConfig,
 }
 
 /// A configuration error: the file, the key and, where known, the line.
@@ -300,14 +304,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         ));
     }
 
-    Ok(Config {
+    let config = Config {
         namespace: raw.namespace,
         cpu: raw.cpu,
         health,
         publish,
         identity: raw.identity,
         spool: raw.spool,
-    })
+        alarms: raw.alarms,
+    };
+    crate::alarms::validate(&config.alarms, &config)
+        .map_err(|(key, message)| invalid(Some(key), None, message))?;
+    Ok(config)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

@@ -297,7 +297,9 @@ mod tests {
     }
 
     fn parse(text: &str) -> (Config, AlarmsConfig) {
-        alarms::parse(text, Path::new("cwpulse.toml")).unwrap()
+        let c = crate::config::parse(text, Path::new("cwpulse.toml")).unwrap();
+        let a = c.alarms.clone();
+        (c, a)
     }
 
     #[test]

@@ -288,7 +288,7 @@ fn alarms_main(action: &AlarmsAction) -> ExitCode {
         AlarmsAction::Apply(a) => (alarms::Action::Apply, a),
         AlarmsAction::Delete(a) => (alarms::Action::Delete, a),
     };
-    let loaded = match alarms::load(&config_source(&args.common)) {
+    let (config, _) = match config::load(&config_source(&args.common)) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("cwpulse: configuration error: {e}");
@@ -309,7 +309,7 @@ fn alarms_main(action: &AlarmsAction) -> ExitCode {
         .enable_all()
         .build()
         .expect("cannot start the async runtime");
-    match rt.block_on(alarms::run(action, &loaded.config, &loaded.alarms, &opts)) {
+    match rt.block_on(alarms::run(action, &config, &config.alarms, &opts)) {
         Ok(outcome) => {
             print!("{}", alarms::render(action, &outcome));
             let conflicts = outcome
@@ -331,18 +331,18 @@ fn alarms_main(action: &AlarmsAction) -> ExitCode {
 
 /// `cwpulse cost`: arithmetic only, no AWS.
 fn cost_main(common: &Common, instances: u64) -> ExitCode {
-    let loaded = match alarms::load(&config_source(common)) {
+    let (config, path) = match config::load(&config_source(common)) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("cwpulse: configuration error: {e}");
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
-    let label = loaded.path.as_ref().map_or_else(
+    let label = path.as_ref().map_or_else(
         || "the built-in defaults".to_owned(),
         |p| p.display().to_string(),
     );
-    let estimate = cost::estimate(&loaded.config, &loaded.alarms, instances);
+    let estimate = cost::estimate(&config, &config.alarms, instances);
     print!("{}", cost::render(&estimate, &label));
     ExitCode::SUCCESS
 }

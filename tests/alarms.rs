@@ -190,8 +190,7 @@ fn config(ns: &str, health_url: &str) -> String {
 /// The same plus an `[alarms]` table: heartbeat alarms after one silent
 /// period, and a CPU threshold of 75 % so that an idle but busy CI machine
 /// (two cores, LocalStack, parallel tests) reads as calm while the burners
-/// push it to 100 %. The agent gets the file without it, because its config parser
-/// does not accept `[alarms]` yet (see docs/alarms.md).
+/// push it to 100 %. The agent reads the same file (it ignores `[alarms]`).
 fn alarms_config(ns: &str, health_url: &str) -> String {
     format!(
         "{}[alarms.heartbeat]\nevaluation_periods = 1\n[alarms.cpu]\nthreshold = 75\n",
@@ -248,16 +247,9 @@ impl Setup {
         let imds = Imds::start(Some(&asg)).await;
         let health = HealthServer::start().await;
         let inbox = Inbox::new(tag).await;
+        // config_file gives each agent a spool of its own.
         let (dir, path) = config_file(&alarms_config(&ns, &health.url()));
-        let agent_path = dir.path().join("agent.toml");
-        // Parallel agents each need a spool of their own.
-        let agent_text = format!(
-            "{}[spool]\ndir = \"{}\"\n",
-            config(&ns, &health.url()),
-            dir.path().join("agent-spool").display()
-        );
-        std::fs::write(&agent_path, agent_text).unwrap();
-        let mut args = vec!["run", "--config", agent_path.to_str().unwrap()];
+        let mut args = vec!["run", "--config", path.to_str().unwrap()];
         if let Some(root) = proc_root {
             args.extend(["--proc-root", root.to_str().unwrap()]);
         }
@@ -592,11 +584,12 @@ fn cloudformation_alarms_match_the_cli() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/cloudformation/cwpulse.yaml"),
     )
     .unwrap();
-    let (config, alarms) = cwpulse::alarms::parse(
+    let config = cwpulse::config::parse(
         "[[health]]\nname = \"app\"\nurl = \"http://127.0.0.1/\"\n",
         Path::new("cwpulse.toml"),
     )
     .unwrap();
+    let alarms = config.alarms.clone();
     let id = cwpulse::identity::Identity {
         instance_id: None,
         autoscaling_group: Some("GROUP".into()),

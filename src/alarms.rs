@@ -521,7 +521,7 @@ pub fn desired(
     topics.dedup();
     let interval = config.publish.interval.get();
     let mut out = Vec::new();
-    for set in config.publish.dimension_sets.iter() {
+    for set in &identity::effective_sets(&config.publish.dimension_sets, id) {
         if !scope.includes(set) {
             continue;
         }
@@ -1004,7 +1004,7 @@ pub async fn run(
         Action::Plan | Action::Apply => desired(config, &alarms, &id, opts.scope)?,
     };
     let mut existing = Vec::new();
-    for set in &sets {
+    for set in &identity::effective_sets(&sets, &id) {
         if let Some(dims) = identity::dimension_sets(std::slice::from_ref(set), &id).pop() {
             let prefix = scope_prefix(&alarms.name_prefix.0, &config.namespace.0, set, &dims);
             existing.extend(describe(&cw, &prefix).await?);
@@ -1211,8 +1211,16 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    /// These tests exercise both kinds of set: unless the text says
+    /// otherwise, publish per instance and per group.
     fn cfg(text: &str) -> (Config, AlarmsConfig) {
-        let c = config::parse(text, Path::new("/etc/cwpulse/cwpulse.toml")).unwrap();
+        let mut c = config::parse(text, Path::new("/etc/cwpulse/cwpulse.toml")).unwrap();
+        if !text.contains("dimension_sets") {
+            c.publish.dimension_sets = config::DimensionSets(vec![
+                vec![DimensionKey::InstanceId],
+                vec![DimensionKey::AutoScalingGroupName],
+            ]);
+        }
         let a = c.alarms.clone();
         (c, a)
     }

@@ -130,10 +130,11 @@ impl Default for PublishConfig {
         Self {
             interval: PublishInterval(Interval(Duration::from_secs(60))),
             high_resolution: false,
-            dimension_sets: DimensionSets(vec![
-                vec![DimensionKey::InstanceId],
-                vec![DimensionKey::AutoScalingGroupName],
-            ]),
+            // The group set alone: its series are shared by every instance
+            // in the group, which keeps the default under $1 an
+            // instance-month (per-instance series cost $0.30 per metric per
+            // instance). Outside a group the agent falls back to InstanceId.
+            dimension_sets: DimensionSets(vec![vec![DimensionKey::AutoScalingGroupName]]),
             timeout: Interval(Duration::from_secs(10)),
             max_backoff: Interval(Duration::from_secs(300)),
         }
@@ -739,7 +740,10 @@ mod tests {
         assert_eq!(c.cpu.interval.get(), Duration::from_secs(1));
         assert_eq!(c.publish.interval.get(), Duration::from_secs(60));
         assert!(c.health.is_empty());
-        assert_eq!(c.publish.dimension_sets.len(), 2);
+        assert_eq!(
+            c.publish.dimension_sets.0,
+            vec![vec![DimensionKey::AutoScalingGroupName]]
+        );
     }
 
     #[test]

@@ -296,14 +296,36 @@ mod tests {
         assert!(close(metric_charge(2_000_000), 64_500.0 + 20_000.0));
     }
 
+    /// Unless the text says otherwise, publish per instance and per group,
+    /// the expensive shape these tests price.
     fn parse(text: &str) -> (Config, AlarmsConfig) {
-        let c = crate::config::parse(text, Path::new("cwpulse.toml")).unwrap();
+        let mut c = crate::config::parse(text, Path::new("cwpulse.toml")).unwrap();
+        if !text.contains("dimension_sets") {
+            c.publish.dimension_sets = crate::config::DimensionSets(vec![
+                vec![DimensionKey::InstanceId],
+                vec![DimensionKey::AutoScalingGroupName],
+            ]);
+        }
         let a = c.alarms.clone();
         (c, a)
     }
 
     #[test]
-    fn default_config_one_and_fifty_instances() {
+    fn built_in_defaults_stay_under_a_dollar_per_instance_month() {
+        let c = Config::default();
+        let e = estimate(&c, &c.alarms, 1);
+        // CPUUtilization under the group set; cpu-high and no-heartbeat.
+        assert_eq!(e.total_metrics, 1);
+        assert_eq!(e.alarms_standard, 2);
+        assert!(close(e.total, 0.30 + 0.438 + 0.20), "{}", e.total);
+        assert!(e.per_instance() <= 1.0);
+        let e = estimate(&c, &c.alarms, 50);
+        assert_eq!(e.total_metrics, 1);
+        assert!(close(e.per_instance(), (0.30 + 21.9 + 0.20) / 50.0));
+    }
+
+    #[test]
+    fn both_sets_one_and_fifty_instances() {
         let (c, a) = parse("");
         let e = estimate(&c, &a, 1);
         // No health checks: CPUUtilization under the instance set and the

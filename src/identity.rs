@@ -144,34 +144,56 @@ pub async fn asg_from_api(
         .map(str::to_owned))
 }
 
-/// Fills in the dimension sets; a set whose value is unknown is skipped with
-/// one INFO line.
-pub fn dimension_sets(sets: &[Vec<DimensionKey>], id: &Identity) -> Vec<Vec<Dimension>> {
-    let mut out = Vec::new();
-    'sets: for set in sets {
-        let mut dims = Vec::with_capacity(set.len());
-        for key in set {
-            let value = match key {
-                DimensionKey::InstanceId => &id.instance_id,
-                DimensionKey::AutoScalingGroupName => &id.autoscaling_group,
-            };
-            match value {
-                Some(v) => dims.push(Dimension {
-                    name: key.to_string(),
-                    value: v.clone(),
-                }),
-                None => {
-                    tracing::info!(
-                        dimension_set = ?set,
-                        "{key} is unknown (not in an Auto Scaling group, or not on EC2); this dimension set is skipped"
-                    );
-                    continue 'sets;
-                }
-            }
-        }
-        out.push(dims);
+fn value(key: DimensionKey, id: &Identity) -> Option<&String> {
+    match key {
+        DimensionKey::InstanceId => id.instance_id.as_ref(),
+        DimensionKey::AutoScalingGroupName => id.autoscaling_group.as_ref(),
     }
-    out
+}
+
+/// The dimension sets that can be filled in for this identity: the
+/// configured ones whose values are known. When none is left (the default
+/// `[["AutoScalingGroupName"]]` on an instance outside any group), the agent
+/// publishes per instance rather than nothing.
+pub fn effective_sets(sets: &[Vec<DimensionKey>], id: &Identity) -> Vec<Vec<DimensionKey>> {
+    let known: Vec<Vec<DimensionKey>> = sets
+        .iter()
+        .filter(|set| set.iter().all(|k| value(*k, id).is_some()))
+        .cloned()
+        .collect();
+    if known.is_empty() && !sets.is_empty() && id.instance_id.is_some() {
+        vec![vec![DimensionKey::InstanceId]]
+    } else {
+        known
+    }
+}
+
+/// Fills in the dimension sets. A set whose value is unknown is skipped with
+/// one INFO line; see [`effective_sets`] for the per-instance fallback.
+pub fn dimension_sets(sets: &[Vec<DimensionKey>], id: &Identity) -> Vec<Vec<Dimension>> {
+    for set in sets {
+        if let Some(key) = set.iter().find(|k| value(**k, id).is_none()) {
+            tracing::info!(
+                dimension_set = ?set,
+                "{key} is unknown (not in an Auto Scaling group, or not on EC2); this dimension set is skipped"
+            );
+        }
+    }
+    let effective = effective_sets(sets, id);
+    if !effective.is_empty() && !sets.contains(&effective[0]) {
+        tracing::info!("No configured dimension set applies; publishing per instance (InstanceId)");
+    }
+    effective
+        .iter()
+        .map(|set| {
+            set.iter()
+                .map(|k| Dimension {
+                    name: k.to_string(),
+                    value: value(*k, id).cloned().unwrap_or_default(),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// An error and its sources on one line: SDK errors hide the useful part
@@ -209,6 +231,31 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!(d[0][0].value, "i-1");
         assert!(d[1].is_empty());
+    }
+
+    #[test]
+    fn outside_a_group_the_default_falls_back_to_the_instance() {
+        let sets = vec![vec![DimensionKey::AutoScalingGroupName]];
+        let lone = Identity {
+            instance_id: Some("i-1".into()),
+            autoscaling_group: None,
+        };
+        assert_eq!(
+            effective_sets(&sets, &lone),
+            vec![vec![DimensionKey::InstanceId]]
+        );
+        let d = dimension_sets(&sets, &lone);
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0][0].name.as_str(), d[0][0].value.as_str()),
+            ("InstanceId", "i-1")
+        );
+        let member = Identity {
+            autoscaling_group: Some("web".into()),
+            ..lone
+        };
+        assert_eq!(effective_sets(&sets, &member), sets);
+        assert!(effective_sets(&sets, &Identity::default()).is_empty());
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl Inbox {
 /// periods.
 fn config(ns: &str, health_url: &str) -> String {
     format!(
-        "namespace = \"{ns}\"\n[cpu]\ninterval = \"250ms\"\n[[health]]\nname = \"app\"\nurl = \"{health_url}\"\ninterval = \"500ms\"\ntimeout = \"300ms\"\n[publish]\ninterval = \"10s\"\nhigh_resolution = true\n"
+        "namespace = \"{ns}\"\n[cpu]\ninterval = \"250ms\"\n[[health]]\nname = \"app\"\nurl = \"{health_url}\"\ninterval = \"500ms\"\ntimeout = \"300ms\"\n[publish]\ninterval = \"10s\"\nhigh_resolution = true\ndimension_sets = [[\"InstanceId\"], [\"AutoScalingGroupName\"]]\n"
     )
 }
 
@@ -433,7 +433,7 @@ async fn plan_apply_delete_touch_only_owned_alarms() {
     let ns = namespace("owned");
     let topic = "arn:aws:sns:us-east-1:000000000000:cwpulse-owned";
     let base = format!(
-        "namespace = \"{ns}\"\n[[health]]\nname = \"app\"\nurl = \"http://127.0.0.1:9/\"\n"
+        "namespace = \"{ns}\"\n[[health]]\nname = \"app\"\nurl = \"http://127.0.0.1:9/\"\n[publish]\ndimension_sets = [[\"InstanceId\"], [\"AutoScalingGroupName\"]]\n"
     );
     let (_dir, path) = config_file(&base);
     let run = |action: &'static str, extra: &'static [&'static str]| {

@@ -101,7 +101,7 @@ async fn check_prints_the_effective_config() {
 async fn once_prints_datums_as_json_without_aws() {
     let health = HealthServer::start().await;
     let (_dir, path) = config_file(&format!(
-        "[[health]]\nname = \"app\"\nurl = \"{}\"\npublish_latency = true\n[identity]\ninstance_id = \"i-local\"\nautoscaling_group = \"web\"\n",
+        "[[health]]\nname = \"app\"\nurl = \"{}\"\npublish_latency = true\n[publish]\ndimension_sets = [[\"InstanceId\"], [\"AutoScalingGroupName\"]]\n[identity]\ninstance_id = \"i-local\"\nautoscaling_group = \"web\"\n",
         health.url()
     ));
     let (code, out, err) = output(&[

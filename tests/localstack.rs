@@ -16,8 +16,14 @@ fn fast_config(ns: &str, health_url: Option<&str>, extra: &str) -> String {
             "[[health]]\nname = \"app\"\nurl = \"{u}\"\ninterval = \"500ms\"\ntimeout = \"300ms\"\npublish_latency = true\n"
         )
     });
+    // Both kinds of set unless the test picks its own.
+    let sets = if extra.contains("dimension_sets") {
+        ""
+    } else {
+        "dimension_sets = [[\"InstanceId\"], [\"AutoScalingGroupName\"]]\n"
+    };
     format!(
-        "namespace = \"{ns}\"\n[cpu]\ninterval = \"200ms\"\n{health}[publish]\ninterval = \"2s\"\nhigh_resolution = true\n{extra}"
+        "namespace = \"{ns}\"\n[cpu]\ninterval = \"200ms\"\n{health}[publish]\ninterval = \"2s\"\nhigh_resolution = true\n{sets}{extra}"
     )
 }
 
@@ -258,11 +264,16 @@ async fn asg_comes_from_the_autoscaling_api_when_tags_are_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outside_an_asg_the_asg_set_is_skipped_not_an_error() {
+async fn outside_an_asg_the_default_group_set_falls_back_to_the_instance() {
     let cw = cloudwatch().await;
     let ns = namespace("noasg");
     let imds = Imds::start(None).await;
-    let (_dir, path) = config_file(&fast_config(&ns, None, ""));
+    // The built-in default: the group set only.
+    let (_dir, path) = config_file(&fast_config(
+        &ns,
+        None,
+        "dimension_sets = [[\"AutoScalingGroupName\"]]\n",
+    ));
     let mut agent = Agent::spawn(command(
         &["run", "--config", path.to_str().unwrap()],
         Some(&imds),
@@ -276,6 +287,7 @@ async fn outside_an_asg_the_asg_set_is_skipped_not_an_error() {
     assert_eq!(code, Some(0));
     let log = agent.log();
     assert_eq!(log.matches("dimension set is skipped").count(), 1, "{log}");
+    assert!(log.contains("publishing per instance"), "{log}");
     assert_eq!(
         imds.asg_api_calls.load(Ordering::SeqCst),
         0,

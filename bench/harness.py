@@ -355,7 +355,6 @@ class Bench:
                 except OSError as e:
                     log(f"node_exporter scrape failed: {e}")
 
-        scrape()
         stress = None
         for i in range(1, K + 4):
             if i == K + 2:

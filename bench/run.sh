@@ -9,7 +9,8 @@
 # Knobs (environment): BENCH_REPEATS, BENCH_MINUTE (seconds per "minute"),
 # BENCH_IDLE_MINUTES, BENCH_DETECT_TRIALS, BENCH_SCALE (e.g. 1,10,100),
 # BENCH_SCALE_WINDOWS, BENCH_DRAIN (backlog hours, e.g. 1,24),
-# BENCH_PHASES (footprint,detect,scale,drain), BENCH_OUT.
+# BENCH_PHASES (footprint,detect,scale,drain), BENCH_OUT, BENCH_CWPULSE (a
+# prebuilt binary to measure instead of building this tree).
 # Nothing leaves 127.0.0.0/8: every AWS client points at LocalStack, IMDS is
 # disabled and the credentials are fake.
 set -euo pipefail
@@ -20,7 +21,7 @@ quick=0
 for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $arg" >&2; exit 64 ;;
   esac
 done
@@ -97,9 +98,13 @@ step "peers: $AWSCLI_REQ, $BOTO3_REQ"
 awscli_venv=$(peer_venv awscli "$AWSCLI_REQ")
 boto3_venv=$(peer_venv boto3 "$BOTO3_REQ")
 
-step "cargo build --release"
-cargo build --release --quiet
-bin=$root/target/release/cwpulse
+if [[ -n ${BENCH_CWPULSE:-} ]]; then
+  bin=$(realpath "$BENCH_CWPULSE") # a prebuilt binary, e.g. to compare two builds
+else
+  step "cargo build --release"
+  cargo build --release --quiet
+  bin=$root/target/release/cwpulse
+fi
 
 ne_kib=$(dpkg-query -W -f='${Installed-Size}' prometheus-node-exporter 2>/dev/null || echo 0)
 sizes=$(printf '{"cwpulse": "%s", "boto3": "%s", "cron+awscli": "%s", "node_exporter": "%s"}' \
@@ -126,7 +131,7 @@ step "bench (results in $BENCH_OUT; capped at ${cap}s)"
 mkdir -p "$BENCH_OUT"
 {
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet -- src Cargo.toml || echo '+dirty')"
-  echo "cwpulse: $("$bin" --version)"
+  echo "cwpulse: $("$bin" --version) ($bin, $(stat -c %s "$bin") bytes)"
   echo "kernel: $(uname -r), cpus: $(nproc)"
   echo "peers: $AWSCLI_REQ, $BOTO3_REQ, $(dpkg-query -W -f='prometheus-node-exporter ${Version}' prometheus-node-exporter 2>/dev/null)"
 } >"$BENCH_OUT/env.txt"

@@ -89,7 +89,15 @@ for arch in "${arches[@]}"; do
 	# unit, panic=abort, strip) lives in Cargo.toml.
 	log "building $target"
 	cargo build --release --locked --target "$target"
+	# The packagers look under ./target (cargo-generate-rpm's asset paths are
+	# literal); with CARGO_TARGET_DIR elsewhere (a build cache), put the fresh
+	# binary there too, so no stale one is ever packaged.
+	built=${CARGO_TARGET_DIR:-target}/$target/release/cwpulse
 	bin=target/$target/release/cwpulse
+	if [[ $(realpath -m "$built") != $(realpath -m "$bin") ]]; then
+		mkdir -p "$(dirname "$bin")"
+		cp "$built" "$bin"
+	fi
 	# strip = true in the profile already does this; keep it if that changes.
 	"$strip" "$bin"
 	cp "$bin" "$DIST_DIR/cwpulse-linux-$arch"

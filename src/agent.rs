@@ -242,12 +242,12 @@ pub async fn run(
         Ok(_) if spool.depth().0 == 0 => info!("Final window published; exiting"),
         Ok(_) => warn!(
             unsent_windows = spool.depth().0,
-            "CloudWatch did not take everything; the rest stays in the spool"
+            "Final window kept in the spool (CloudWatch did not take everything); exiting"
         ),
         Err(_) => warn!(
             timeout_s = SHUTDOWN_FLUSH.as_secs(),
             unsent_windows = spool.depth().0,
-            "CloudWatch did not answer in time; the rest stays in the spool"
+            "Final window kept in the spool (CloudWatch did not answer in time); exiting"
         ),
     }
     Ok(())

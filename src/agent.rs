@@ -1,12 +1,10 @@
-//! The daemon: sampling tasks feed one window at a time; closed windows go to
-//! the publisher task, which never blocks sampling.
+//! The daemon: sampling tasks feed one window at a time; closed windows are
+//! spooled to disk, and a delivery task sends the spool, so CloudWatch never
+//! blocks sampling.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
-
-use aws_config::BehaviorVersion;
-use aws_types::region::Region;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -14,7 +12,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::identity::{self, Identity};
-use crate::publish::{self, Backoff, Publisher};
+use crate::publish::{Backoff, Publisher};
 use crate::sample::cpu::CpuSampler;
 use crate::sample::health::{CheckState, CheckTracker, ProbeResult, Prober};
 use crate::shutdown::Shutdown;
@@ -56,29 +54,9 @@ pub struct Environment {
 /// Resolves region, identity and the CloudWatch client: the start-up half of
 /// `run`, which needs AWS (or its emulator).
 pub async fn connect(config: &Config) -> Result<Environment, AgentError> {
-    let http = publish::http_client();
-    // Without an override, the loader's own default chain (environment,
-    // profile, IMDS) finds the region, on the HTTP client given here.
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
-    if let Some(r) = &config.identity.region {
-        loader = loader.region(Region::new(r.0.clone()));
-    }
-    let sdk = loader.load().await;
+    let sdk = identity::sdk_config(&config.identity).await;
     let region = sdk.region().ok_or(AgentError::NoRegion)?.to_string();
-
-    let (need_instance, need_asg) = identity::needs(&config.publish.dimension_sets);
-    let imds = identity::imds_client(http);
-    let id = identity::resolve(
-        &config.identity,
-        need_instance,
-        need_asg,
-        &imds,
-        async |instance: &str| {
-            let client = aws_sdk_autoscaling::Client::new(&sdk);
-            identity::asg_from_api(&client, instance).await
-        },
-    )
-    .await?;
+    let id = identity::lookup(&config.identity, &config.publish.dimension_sets, &sdk).await?;
     info!(
         %region,
         instance_id = id.instance_id.as_deref().unwrap_or("-"),
@@ -395,7 +373,7 @@ pub async fn once(
     );
     let mut cpu = CpuSampler::new(proc_root);
     cpu.sample()?;
-    let probes = futures_join_all(config.health.iter().cloned().map(Prober::new));
+    let probes = probe_all(config.health.iter().cloned().map(Prober::new));
     let sampling = async {
         let step = config.cpu.interval.get().min(duration);
         let end = Instant::now() + duration;
@@ -424,7 +402,7 @@ pub async fn once(
 }
 
 /// Probes every check concurrently.
-async fn futures_join_all(probers: impl Iterator<Item = Prober>) -> Vec<ProbeResult> {
+async fn probe_all(probers: impl Iterator<Item = Prober>) -> Vec<ProbeResult> {
     let handles: Vec<_> = probers
         .map(|p| tokio::spawn(async move { p.probe().await }))
         .collect();

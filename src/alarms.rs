@@ -29,14 +29,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, MetricAlarm, Statistic};
-use aws_types::region::Region;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::{self, Config, DimensionKey, Interval};
 use crate::identity::{self, Identity, IdentityError, error_chain};
-use crate::publish;
 use crate::window::{self, Dimension};
 
 /// Ends the description of every alarm `cwpulse alarms` manages; alarms
@@ -961,12 +958,7 @@ pub async fn run(
     alarms.sns_topic_arns.sort();
     alarms.sns_topic_arns.dedup();
 
-    let http = publish::http_client();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
-    if let Some(r) = &config.identity.region {
-        loader = loader.region(Region::new(r.0.clone()));
-    }
-    let sdk = loader.load().await;
+    let sdk = identity::sdk_config(&config.identity).await;
     let region = sdk.region().ok_or(AlarmsError::NoRegion)?.to_string();
 
     // Command-line identity first, then the config's, then IMDS.
@@ -984,19 +976,7 @@ pub async fn run(
         .filter(|s| opts.scope.includes(s))
         .cloned()
         .collect();
-    let (need_instance, need_asg) = identity::needs(&sets);
-    let imds = identity::imds_client(http);
-    let id = identity::resolve(
-        &overrides,
-        need_instance,
-        need_asg,
-        &imds,
-        async |instance: &str| {
-            let client = aws_sdk_autoscaling::Client::new(&sdk);
-            identity::asg_from_api(&client, instance).await
-        },
-    )
-    .await?;
+    let id = identity::lookup(&overrides, &sets, &sdk).await?;
 
     let cw = aws_sdk_cloudwatch::Client::new(&sdk);
     let want = match action {

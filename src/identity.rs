@@ -126,6 +126,38 @@ pub async fn resolve(
     Ok(id)
 }
 
+/// The SDK configuration on the agent's HTTP client. Without a region
+/// override the loader's own default chain (environment, profile, IMDS) finds
+/// the region; endpoint and credentials come from the standard chain too.
+pub async fn sdk_config(overrides: &IdentityOverrides) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::publish::http_client());
+    if let Some(r) = &overrides.region {
+        loader = loader.region(aws_types::region::Region::new(r.0.clone()));
+    }
+    loader.load().await
+}
+
+/// Resolves what `sets` need: overrides, then IMDS, then the Auto Scaling API.
+pub async fn lookup(
+    overrides: &IdentityOverrides,
+    sets: &[Vec<DimensionKey>],
+    sdk: &aws_config::SdkConfig,
+) -> Result<Identity, IdentityError> {
+    let (need_instance, need_asg) = needs(sets);
+    let http = sdk
+        .http_client()
+        .unwrap_or_else(crate::publish::http_client);
+    resolve(
+        overrides,
+        need_instance,
+        need_asg,
+        &imds_client(http),
+        async |instance: &str| asg_from_api(&aws_sdk_autoscaling::Client::new(sdk), instance).await,
+    )
+    .await
+}
+
 /// `DescribeAutoScalingInstances` for one instance.
 pub async fn asg_from_api(
     client: &aws_sdk_autoscaling::Client,

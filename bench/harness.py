@@ -129,6 +129,10 @@ def descendants(pid):
 # -------------------------------------------------------------------- programs
 
 
+LIVE = []  # every Program started, stopped on the way out whatever happens
+STRESS = []  # process groups of load generators
+
+
 class Program:
     """One measured program. kind 'single': one long-running process, CPU
     from schedstat; kind 'tree': a scheduler whose children do the work, CPU
@@ -139,6 +143,7 @@ class Program:
         self.log = open(logpath, "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        LIVE.append(self)
         self.rss = []  # (time, kB)
         self.peak_sampled = 0
         self.rusage = None
@@ -276,7 +281,9 @@ class Bench:
             f'[[health]]\nname = "{name}"\nurl = "{url}"\n\n' for name, url in checks)
         text = (
             f'namespace = "{ns}"\n\n{health}'
-            f'[publish]\ninterval = "{publish}s"\nhigh_resolution = {str(high_res).lower()}\n\n'
+            f'[publish]\ninterval = "{publish}s"\nhigh_resolution = {str(high_res).lower()}\n'
+            # The job every program does: both sets, as the peers send them.
+            'dimension_sets = [["InstanceId"], ["AutoScalingGroupName"]]\n\n'
             f'[identity]\ninstance_id = "{instance}"\nautoscaling_group = "{asg}"\nregion = "us-east-1"\n\n'
             f'[spool]\ndir = "{spool}"\n'
         )
@@ -361,6 +368,7 @@ class Bench:
                 sleep_until(b[i] - 3)
                 stress = subprocess.Popen(["stress", "-c", "2"], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL, start_new_session=True)
+                STRESS.append(stress.pid)
             sleep_until(b[i])
             truth[b[i]] = system_cpu()
             if i in (1, K + 1):
@@ -372,6 +380,7 @@ class Bench:
         sleep_until(b[K + 3] + 2)
         os.killpg(stress.pid, signal.SIGTERM)
         stress.wait(timeout=10)
+        STRESS.remove(stress.pid)
         # The cron job's last publish and everyone's last put land a few
         # seconds after the boundary.
         sleep_until(b[K + 3] + min(10, M / 2))
@@ -707,6 +716,25 @@ def main():
             f.write(summary + "\n")
         return summary
 
+    def on_term(signum, frame):
+        raise SystemExit(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        run_phases(bench, args, phases, res, save)
+    finally:
+        for pgid in STRESS:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in LIVE:
+            if p.alive():
+                p.stop(grace=3)
+    print(save())
+
+
+def run_phases(bench, args, phases, res, save):
     if "footprint" in phases:
         for r in range(args.repeats):
             res["footprint"].append(bench.footprint(r))
@@ -723,7 +751,6 @@ def main():
         for h in [int(x) for x in args.drain.split(",") if x]:
             res["drain"].append(bench.drain(h))
             save()
-    print(save())
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ use crate::window::{self, Datum, HostState, Shape, Window};
 /// interval later.
 pub const FIRST_WINDOW: Duration = Duration::from_secs(5);
 
+/// How long after a period boundary its window closes.
+const CLOSE_GUARD: Duration = Duration::from_millis(20);
+
 /// How long the final flush may take after SIGTERM; well under the unit's
 /// `TimeoutStopSec`.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
@@ -147,6 +150,10 @@ pub async fn run(
         wake.clone(),
         last_rx,
     ));
+    if backlog > 0 {
+        // Send what an earlier run left behind now, not at the first close.
+        wake.notify_one();
+    }
     let persist = |closed: &Window| {
         if let Err(e) = spool.append(closed.timestamp, &window::to_datums(closed, &env.shape)) {
             error!(error = %e, "Cannot write the window to the spool; it is lost");
@@ -161,9 +168,12 @@ pub async fn run(
         (start + FIRST_WINDOW.min(interval)).min(window::period_end(start, interval));
     let mut last_heartbeat: Option<SystemTime> = None;
 
+    // Tick on the wall-clock grid of the CPU interval, so the samples of a
+    // window tile exactly its period.
+    let cpu_every = config.cpu.interval.get();
     let mut cpu_tick = tokio::time::interval_at(
-        Instant::now() + config.cpu.interval.get(),
-        config.cpu.interval.get(),
+        deadline(window::period_end(SystemTime::now(), cpu_every)),
+        cpu_every,
     );
     cpu_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut cpu_failing = false;
@@ -176,7 +186,8 @@ pub async fn run(
         "Sampling"
     );
     loop {
-        let close = tokio::time::sleep_until(deadline(close_at));
+        // A little after the boundary, so the sample that ends on it is in.
+        let close = tokio::time::sleep_until(deadline(close_at) + CLOSE_GUARD);
         tokio::select! {
             _ = cpu_tick.tick() => match cpu.sample() {
                 Ok(Some(s)) => {

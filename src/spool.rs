@@ -185,6 +185,16 @@ struct Inner {
     state: State,
 }
 
+impl Inner {
+    /// Drops a window from the index (its file is handled by the caller).
+    fn forget(&mut self, seq: u64) {
+        if let Some(pos) = self.entries.iter().position(|e| e.seq == seq) {
+            let e = self.entries.remove(pos).expect("position is valid");
+            self.bytes -= e.bytes;
+        }
+    }
+}
+
 /// The spool directory. Shared between the window loop (which appends) and
 /// the publisher (which reads and removes); the lock is held only for index
 /// updates, never across I/O that waits on the network.
@@ -511,10 +521,7 @@ impl Spool {
             tracing::warn!(path = %path.display(), error = %e, "Cannot delete a sent window");
         }
         let mut g = self.inner.lock().unwrap();
-        if let Some(pos) = g.entries.iter().position(|e| e.seq == entry.seq) {
-            let e = g.entries.remove(pos).expect("position is valid");
-            g.bytes -= e.bytes;
-        }
+        g.forget(entry.seq);
     }
 
     fn quarantine(&self, entry: &Entry, reason: &Corrupt) {
@@ -532,10 +539,7 @@ impl Spool {
         );
         {
             let mut g = self.inner.lock().unwrap();
-            if let Some(pos) = g.entries.iter().position(|e| e.seq == entry.seq) {
-                let e = g.entries.remove(pos).expect("position is valid");
-                g.bytes -= e.bytes;
-            }
+            g.forget(entry.seq);
             g.state.quarantined_files += 1;
         }
         // Keep the quarantine bounded too.
